@@ -1,0 +1,487 @@
+#include "http/http_connection.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "core/log.h"
+#include "http/http_engine.h"
+
+namespace sluice::http {
+
+namespace {
+constexpr uint64_t kLingeringTimeoutMs = 2000;
+constexpr size_t kMaxIov = 64;
+}  // namespace
+
+void accept_http_connection(Worker& w, Listening& l, int fd, const sockaddr_storage& peer, socklen_t len) {
+    auto* c = new HttpConnection(w, l, fd, peer, len);
+    c->start();
+}
+
+HttpConnection::HttpConnection(Worker& w, Listening& l, int fd, const sockaddr_storage& peer, socklen_t len)
+    : worker_(w),
+      listening_(l),
+      servers_(*static_cast<AddressServers*>(l.data)),
+      fd_(fd),
+      peer_(peer),
+      peer_len_(len),
+      number_(w.next_connection_number()),
+      default_srv_(servers_.default_server),
+      arena_(arena_block_, sizeof arena_block_) {}
+
+HttpConnection::~HttpConnection() {
+    request_.reset();
+    if (fd_ >= 0) ::close(fd_);
+}
+
+void HttpConnection::start() {
+    event_base* base = worker_.base();
+    event_assign(&read_ev_, base, fd_, EV_READ | EV_PERSIST, on_read, this);
+    event_assign(&write_ev_, base, fd_, EV_WRITE | EV_PERSIST, on_write, this);
+    event_assign(&timer_ev_, base, -1, 0, on_timer, this);
+    event_assign(&post_ev_, base, -1, 0, on_posted, this);
+    worker_.register_connection(this);
+    int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    buf_size_ = *default_srv_->client_header_buffer_size;
+    buf_.reset(new char[buf_size_]);
+    event_add(&read_ev_, nullptr);
+    reading_ = true;
+    arm_timer(*default_srv_->client_header_timeout_ms);
+}
+
+// ---- timers and events ----
+
+void HttpConnection::arm_timer(uint64_t ms) {
+    timeval tv{time_t(ms / 1000), suseconds_t((ms % 1000) * 1000)};
+    event_add(&timer_ev_, &tv);
+}
+
+void HttpConnection::want_write(bool on) {
+    if (on == write_armed_) return;
+    write_armed_ = on;
+    if (on) event_add(&write_ev_, nullptr);
+    else event_del(&write_ev_);
+}
+
+void HttpConnection::on_timer(evutil_socket_t, short, void* arg) {
+    auto& c = *static_cast<HttpConnection*>(arg);
+    switch (c.state_) {
+    case State::ReadingHead:
+        if (c.end_ > c.start_) {
+            SLUICE_LOG(LogLevel::Info, "*%llu client timed out (110: Connection timed out) while reading client request headers, client: %s",
+                       static_cast<unsigned long long>(c.number_), std::string(c.peer_text()).c_str());
+            c.reject(408, "client timed out");
+            return;
+        }
+        c.close();
+        return;
+    case State::Processing:
+        // Only armed while output is blocked: send_timeout.
+        SLUICE_LOG(LogLevel::Info, "*%llu client timed out (110: Connection timed out) while sending response to client, client: %s",
+                   static_cast<unsigned long long>(c.number_), std::string(c.peer_text()).c_str());
+        c.close();
+        return;
+    default: c.close(); return;
+    }
+}
+
+void HttpConnection::on_read(evutil_socket_t, short, void* arg) {
+    auto& c = *static_cast<HttpConnection*>(arg);
+    switch (c.state_) {
+    case State::ReadingHead:
+    case State::Idle: c.read_head(); break;
+    case State::DiscardingBody: c.discard_body(); break;
+    case State::Lingering: {
+        char tmp[4096];
+        ssize_t n;
+        while ((n = ::read(c.fd_, tmp, sizeof tmp)) > 0) {}
+        if (n == 0 || (errno != EAGAIN && errno != EINTR)) c.close();
+        break;
+    }
+    default:
+        // Not reading during processing: level-triggered reads would spin.
+        event_del(&c.read_ev_);
+        c.reading_ = false;
+        break;
+    }
+}
+
+void HttpConnection::on_write(evutil_socket_t, short, void* arg) {
+    auto& c = *static_cast<HttpConnection*>(arg);
+    c.flush();
+}
+
+void HttpConnection::post_request_done() { event_active(&post_ev_, 0, 0); }
+
+void HttpConnection::on_posted(evutil_socket_t, short, void* arg) {
+    auto& c = *static_cast<HttpConnection*>(arg);
+    if (c.state_ == State::Closed) {
+        delete &c;
+        return;
+    }
+    c.request_done();
+}
+
+// ---- reading the head ----
+
+bool HttpConnection::ensure_room() {
+    if (end_ < buf_size_) return true;
+    if (start_ > 0) {
+        memmove(buf_.get(), buf_.get() + start_, end_ - start_);
+        end_ -= start_;
+        start_ = 0;
+        return true;
+    }
+    // Grow once to a large buffer, then to the whole allowed head; the
+    // parser has already answered 414/431 when a limit was passed.
+    size_t large = *default_srv_->large_client_header_buffers_size;
+    size_t max = large * *default_srv_->large_client_header_buffers_num;
+    size_t next = buf_size_ < large ? large : max;
+    if (next <= buf_size_) return false;
+    std::unique_ptr<char[]> bigger(new char[next]);
+    memcpy(bigger.get(), buf_.get(), end_);
+    buf_ = std::move(bigger);
+    buf_size_ = next;
+    return true;
+}
+
+bool HttpConnection::fill_buffer(bool& eof) {
+    eof = false;
+    if (!ensure_room()) return true;
+    ssize_t n = ::read(fd_, buf_.get() + end_, buf_size_ - end_);
+    if (n > 0) {
+        end_ += size_t(n);
+        return true;
+    }
+    if (n == 0) {
+        eof = true;
+        return true;
+    }
+    if (errno == EAGAIN || errno == EINTR) return true;
+    SLUICE_LOG(LogLevel::Info, "*%llu recv() failed (%d: %s) while reading client request, client: %s",
+               static_cast<unsigned long long>(number_), errno, strerror(errno), std::string(peer_text()).c_str());
+    return false;
+}
+
+void HttpConnection::read_head() {
+    bool eof;
+    if (!fill_buffer(eof)) return close();
+    if (eof) {
+        if (end_ > start_)
+            SLUICE_LOG(LogLevel::Info, "*%llu client prematurely closed connection while reading client request headers, client: %s",
+                       static_cast<unsigned long long>(number_), std::string(peer_text()).c_str());
+        return close();
+    }
+    if (end_ == start_) return;
+    if (state_ == State::Idle) {
+        state_ = State::ReadingHead;
+        arm_timer(*default_srv_->client_header_timeout_ms);
+    }
+    try_parse();
+}
+
+void HttpConnection::try_parse() {
+    if (!request_) {
+        arena_.release();
+        request_.emplace(*this, &arena_);
+    }
+    size_t large = *default_srv_->large_client_header_buffers_size;
+    ParseLimits limits;
+    limits.max_request_line = large;
+    limits.max_header_line = large;
+    limits.max_head = large * *default_srv_->large_client_header_buffers_num;
+    RequestHead& head = request_->head_;
+    head.reset();
+    switch (parse_request_head(buf_.get() + start_, end_ - start_, limits, head)) {
+    case ParseResult::Complete: begin_request(head.head_length); return;
+    case ParseResult::Incomplete: return;
+    case ParseResult::Error:
+        SLUICE_LOG(LogLevel::Info, "*%llu client sent invalid request: %s, client: %s",
+                   static_cast<unsigned long long>(number_), head.error_reason ? head.error_reason : "bad request",
+                   std::string(peer_text()).c_str());
+        reject(head.error_status ? head.error_status : 400, head.error_reason);
+        return;
+    }
+}
+
+void HttpConnection::begin_request(size_t head_length) {
+    ++requests_;
+    state_ = State::Processing;
+    event_del(&timer_ev_);
+    start_ += head_length;
+    Request& r = *request_;
+    body_left_ = r.head_.body == RequestHead::Body::Length ? r.head_.content_length : 0;
+    body_chunked_ = r.head_.body == RequestHead::Body::Chunked;
+    if (body_chunked_) chunked_.emplace();
+    run_request(r);
+}
+
+// A head that could not be parsed: answer and close, since the framing of
+// whatever follows is in doubt.
+void HttpConnection::reject(int status, const char* reason) {
+    (void)reason;
+    closing_ = true;
+    state_ = State::Processing;
+    event_del(&timer_ev_);
+    if (!request_) {
+        arena_.release();
+        request_.emplace(*this, &arena_);
+    }
+    ++requests_;
+    start_ = end_;  // nothing after a bad head is trusted
+    body_left_ = 0;
+    body_chunked_ = false;
+    reject_request(*request_, status);
+}
+
+// ---- after a request ----
+
+void HttpConnection::request_done() {
+    if (!request_) return;
+    Request& r = *request_;
+    bool keep = r.keep_alive_ && !closing_ && !worker_.shutting_down();
+    if (keep && requests_ >= *r.core_conf().keepalive_requests) keep = false;
+    bool body_unread = body_left_ > 0 || body_chunked_;
+    if (body_unread && r.head_.expect_continue && end_ == start_) keep = false;  // the client waits for 100; don't wait for it
+    uint64_t keepalive_ms = *r.core_conf().keepalive_timeout_ms;
+    if (keepalive_ms == 0) keep = false;
+    complete_request(r);  // log phase
+    request_.reset();
+    arena_.release();
+    if (!keep) {
+        closing_ = true;
+        if (body_unread || end_ > start_) return start_lingering_close();
+        return close();
+    }
+    if (body_unread) {
+        state_ = State::DiscardingBody;
+        arm_timer(*default_srv_->client_header_timeout_ms);
+        return discard_body();
+    }
+    continue_after_request();
+}
+
+void HttpConnection::continue_after_request() {
+    if (start_ < end_) {
+        // A pipelined request is already here.
+        memmove(buf_.get(), buf_.get() + start_, end_ - start_);
+        end_ -= start_;
+        start_ = 0;
+        state_ = State::ReadingHead;
+        arm_timer(*default_srv_->client_header_timeout_ms);
+        if (!reading_) {
+            event_add(&read_ev_, nullptr);
+            reading_ = true;
+        }
+        return try_parse();
+    }
+    start_ = end_ = 0;
+    state_ = State::Idle;
+    if (!reading_) {
+        event_add(&read_ev_, nullptr);
+        reading_ = true;
+    }
+    arm_timer(75000);
+    if (default_srv_) {
+        LocationConf* root = default_srv_->root_location;
+        arm_timer(*root->core->keepalive_timeout_ms);
+    }
+}
+
+bool HttpConnection::consume_body(const char*& p, size_t& n) {
+    if (!body_chunked_) {
+        size_t take = size_t(std::min<uint64_t>(body_left_, n));
+        p += take;
+        n -= take;
+        body_left_ -= take;
+        return true;
+    }
+    while (n > 0) {
+        size_t used = 0;
+        std::string_view data;
+        auto st = chunked_->decode(p, n, used, data);
+        p += used;
+        n -= used;
+        if (st == ChunkedDecoder::Status::Done) {
+            body_chunked_ = false;
+            return true;
+        }
+        if (st == ChunkedDecoder::Status::Error) return false;
+        if (st == ChunkedDecoder::Status::NeedMore && used == 0) break;
+    }
+    return true;
+}
+
+void HttpConnection::discard_body() {
+    for (;;) {
+        const char* p = buf_.get() + start_;
+        size_t n = end_ - start_;
+        if (!consume_body(p, n)) return close();
+        start_ = size_t(p - buf_.get());
+        if (body_left_ == 0 && !body_chunked_) {
+            event_del(&timer_ev_);
+            return continue_after_request();
+        }
+        start_ = end_ = 0;
+        bool eof;
+        if (!fill_buffer(eof) || eof) return close();
+        if (end_ == 0) {
+            if (!reading_) {
+                event_add(&read_ev_, nullptr);
+                reading_ = true;
+            }
+            return;
+        }
+    }
+}
+
+void HttpConnection::start_lingering_close() {
+    // Half-close so the client reads the response before any reset caused
+    // by the bytes it is still sending.
+    flush();
+    ::shutdown(fd_, SHUT_WR);
+    state_ = State::Lingering;
+    if (!reading_) {
+        event_add(&read_ev_, nullptr);
+        reading_ = true;
+    }
+    arm_timer(kLingeringTimeoutMs);
+}
+
+void HttpConnection::close() {
+    if (state_ == State::Closed) return;
+    state_ = State::Closed;
+    event_del(&read_ev_);
+    event_del(&write_ev_);
+    event_del(&timer_ev_);
+    if (request_) abort_request(*request_);
+    worker_.unregister_connection(this);
+    post_request_done();  // deleted from the loop, never under a handler
+}
+
+// ---- graceful shutdown ----
+
+void HttpConnection::on_shutdown() {
+    if (state_ == State::Idle || (state_ == State::ReadingHead && end_ == start_)) return close();
+    closing_ = true;
+}
+
+void HttpConnection::force_close() { close(); }
+
+// ---- writing ----
+
+void HttpConnection::queue(std::string_view data) {
+    if (data.empty()) return;
+    out_.push_back({data.data(), data.size(), -1, 0});
+    pending_bytes_ += data.size();
+}
+
+void HttpConnection::queue_file(int fd, off_t pos, off_t size) {
+    if (size <= 0) return;
+    out_.push_back({nullptr, size_t(size), fd, pos});
+    pending_bytes_ += size_t(size);
+}
+
+bool HttpConnection::flush() {
+    if (state_ == State::Closed) return false;
+    while (out_head_ < out_.size()) {
+        OutItem& item = out_[out_head_];
+        ssize_t n;
+        if (item.file_fd >= 0) {
+            off_t pos = item.file_pos;
+            n = ::sendfile(fd_, item.file_fd, &pos, item.len);
+        } else {
+            iovec iov[kMaxIov];
+            size_t cnt = 0;
+            for (size_t i = out_head_; i < out_.size() && cnt < kMaxIov && out_[i].file_fd < 0; ++i)
+                iov[cnt++] = {const_cast<char*>(out_[i].data), out_[i].len};
+            n = ::writev(fd_, iov, int(cnt));
+        }
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) {
+                want_write(true);
+                if (request_) arm_timer(*request_->core_conf().send_timeout_ms);
+                return true;
+            }
+            SLUICE_LOG(LogLevel::Info, "*%llu writev() failed (%d: %s) while sending response to client, client: %s",
+                       static_cast<unsigned long long>(number_), errno, strerror(errno),
+                       std::string(peer_text()).c_str());
+            close();
+            return false;
+        }
+        size_t left = size_t(n);
+        pending_bytes_ -= left;
+        while (left > 0) {
+            OutItem& it = out_[out_head_];
+            size_t take = std::min(left, it.len);
+            it.len -= take;
+            if (it.file_fd >= 0) it.file_pos += off_t(take);
+            else it.data += take;
+            left -= take;
+            if (it.len == 0) ++out_head_;
+        }
+        if (n == 0) break;
+    }
+    out_.clear();
+    out_head_ = 0;
+    want_write(false);
+    if (request_ && state_ == State::Processing) {
+        event_del(&timer_ev_);
+        output_drained(*request_);
+    } else if (state_ == State::Lingering) {
+        // nothing more to send
+    }
+    return true;
+}
+
+// ---- addresses ----
+
+std::string_view HttpConnection::peer_text() {
+    if (!peer_text_[0]) {
+        if (peer_.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&peer_)->sin6_addr, peer_text_, sizeof peer_text_);
+        else
+            inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&peer_)->sin_addr, peer_text_, sizeof peer_text_);
+    }
+    return peer_text_;
+}
+
+uint16_t HttpConnection::peer_port() const {
+    return ntohs(peer_.ss_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6*>(&peer_)->sin6_port
+                                             : reinterpret_cast<const sockaddr_in*>(&peer_)->sin_port);
+}
+
+const sockaddr_storage& HttpConnection::local() {
+    if (!local_known_) {
+        socklen_t len = sizeof local_;
+        if (getsockname(fd_, reinterpret_cast<sockaddr*>(&local_), &len) != 0) local_ = listening_.addr;
+        local_known_ = true;
+    }
+    return local_;
+}
+
+std::string_view HttpConnection::local_text() {
+    if (!local_text_[0]) {
+        const sockaddr_storage& a = local();
+        if (a.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&a)->sin6_addr, local_text_, sizeof local_text_);
+        else
+            inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&a)->sin_addr, local_text_, sizeof local_text_);
+    }
+    return local_text_;
+}
+
+uint16_t HttpConnection::local_port() {
+    const sockaddr_storage& a = local();
+    return ntohs(a.ss_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6*>(&a)->sin6_port
+                                         : reinterpret_cast<const sockaddr_in*>(&a)->sin_port);
+}
+
+}  // namespace sluice::http

@@ -1,0 +1,131 @@
+// A client connection: reads request heads into its buffer, runs requests
+// one at a time (pipelined ones in order), writes responses, and keeps the
+// connection alive or closes it.
+#pragma once
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <memory>
+#include <memory_resource>
+#include <optional>
+
+#include "event/worker.h"
+#include "http/http_chunked.h"
+#include "http/http_core.h"
+#include "http/http_request.h"
+
+namespace sluice::http {
+
+void accept_http_connection(Worker&, Listening&, int fd, const sockaddr_storage& peer, socklen_t peer_len);
+
+class HttpConnection final : public Closeable {
+public:
+    HttpConnection(Worker&, Listening&, int fd, const sockaddr_storage& peer, socklen_t peer_len);
+    ~HttpConnection() override;
+
+    void start();
+
+    // Closeable
+    void on_shutdown() override;
+    void force_close() override;
+
+    // ---- used by Request ----
+    // Queues bytes for the socket; the memory must stay valid until written
+    // (the request's arena or configuration).
+    void queue(std::string_view data);
+    void queue_file(int fd, off_t pos, off_t size);
+    // Writes what is queued; returns false if the connection failed.
+    bool flush();
+    size_t pending() const { return pending_bytes_; }
+    // The request is finished: complete it from the loop (never while one
+    // of its handlers is on the stack).
+    void post_request_done();
+    // Closes the connection (the object is freed from the loop).
+    void close();
+
+    Worker& worker() const { return worker_; }
+    int fd() const { return fd_; }
+    uint64_t number() const { return number_; }
+    uint64_t requests() const { return requests_; }
+    const sockaddr_storage& peer() const { return peer_; }
+    socklen_t peer_len() const { return peer_len_; }
+    std::string_view peer_text();
+    uint16_t peer_port() const;
+    const sockaddr_storage& local();
+    std::string_view local_text();
+    uint16_t local_port();
+    Listening& listening() const { return listening_; }
+
+private:
+    enum class State : uint8_t { ReadingHead, Processing, DiscardingBody, Idle, Lingering, Closed };
+
+    static void on_read(evutil_socket_t, short, void* arg);
+    static void on_write(evutil_socket_t, short, void* arg);
+    static void on_timer(evutil_socket_t, short, void* arg);
+    static void on_posted(evutil_socket_t, short, void* arg);
+
+    void read_head();
+    bool fill_buffer(bool& eof);
+    bool ensure_room();
+    void try_parse();
+    void begin_request(size_t head_length);
+    void reject(int status, const char* reason);
+    void request_done();
+    void continue_after_request();
+    void discard_body();
+    bool consume_body(const char*& p, size_t& n);
+    void start_lingering_close();
+    void arm_timer(uint64_t ms);
+    void want_write(bool on);
+
+    Worker& worker_;
+    Listening& listening_;
+    AddressServers& servers_;
+    int fd_;
+    sockaddr_storage peer_;
+    socklen_t peer_len_;
+    sockaddr_storage local_{};
+    bool local_known_ = false;
+    char peer_text_[64] = {0};
+    char local_text_[64] = {0};
+    uint64_t number_;
+    uint64_t requests_ = 0;
+    State state_ = State::ReadingHead;
+    bool closing_ = false;  // close after the current request
+    bool write_armed_ = false;
+    bool reading_ = false;
+
+    event read_ev_, write_ev_, timer_ev_, post_ev_;
+
+    // The read buffer. Request views point into it, so it is never
+    // reallocated while a request lives; between requests the unread tail
+    // moves to the front.
+    std::unique_ptr<char[]> buf_;
+    size_t buf_size_ = 0, start_ = 0, end_ = 0;
+    CoreSrvConf* default_srv_;
+
+    // Remaining request body to skip before the next request.
+    uint64_t body_left_ = 0;
+    std::optional<ChunkedDecoder> chunked_;
+    bool body_chunked_ = false;
+
+    // Write queue.
+    struct OutItem {
+        const char* data;
+        size_t len;
+        int file_fd;
+        off_t file_pos;
+    };
+    std::pmr::vector<OutItem> out_;
+    size_t out_head_ = 0;
+    size_t pending_bytes_ = 0;
+
+    // Per-request memory: an inline first block, more from the heap.
+    alignas(std::max_align_t) char arena_block_[4096];
+    std::pmr::monotonic_buffer_resource arena_;
+    std::optional<Request> request_;
+};
+
+}  // namespace sluice::http

@@ -1,0 +1,162 @@
+// Strict HTTP/1.1 message-head parsers (RFC 9112, RFC 9110): the request head
+// a client sends and the response head an upstream sends.
+//
+// The request parser is the gateway's perimeter against request smuggling, so
+// it rejects rather than repairs: anything two implementations could read two
+// ways (bare CR or LF, obs-fold, CL with TE, duplicate Content-Length, ...) is
+// an error. Parsing is restartable: call again with the same buffer grown by
+// whatever arrived; nothing is kept between calls except what `out` holds.
+// All string views point into the caller's buffer.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory_resource>
+#include <string_view>
+#include <vector>
+
+namespace sluice::http {
+
+enum class Method : uint8_t {
+    Unknown, Get, Head, Post, Put, Delete, Options, Patch, Trace, Connect, Purge
+};
+
+// Methods are case-sensitive (RFC 9110 §9.1): "get" is an unknown method.
+Method method_from_name(std::string_view name);
+std::string_view method_name(Method method);
+
+struct Header {
+    std::string_view name;
+    std::string_view value;  // leading and trailing OWS removed
+};
+
+struct ParseLimits {
+    size_t max_request_line = 8192;  // also bounds a response's status line
+    size_t max_header_line = 8192;
+    size_t max_head = 32768;         // whole head incl. leading empty lines and CRLFs
+    size_t max_headers = 100;
+};
+
+enum class ParseResult { Complete, Incomplete, Error };
+
+struct RequestHead {
+    explicit RequestHead(std::pmr::memory_resource* resource = std::pmr::get_default_resource())
+        : headers(resource) {}
+
+    std::string_view method_name;
+    Method method = Method::Unknown;
+    std::string_view target;  // raw request-target, already checked for its form
+    uint8_t version_major = 0;
+    uint8_t version_minor = 0;
+    std::pmr::vector<Header> headers;  // in order received
+    size_t head_length = 0;            // bytes consumed incl. the final CRLF CRLF
+
+    enum class Body : uint8_t { None, Length, Chunked } body = Body::None;
+    uint64_t content_length = 0;
+    bool keep_alive = false;
+    bool expect_continue = false;
+    // The Host header, or the authority of an absolute-form target (RFC 9112
+    // §3.2.2); syntax checked, case not folded. Empty on HTTP/1.0 without Host.
+    std::string_view host;
+    bool upgrade = false;  // HTTP/1.1, Connection: upgrade and an Upgrade header
+
+    int error_status = 0;              // on Error: 400, 414, 417, 431, 501 or 505
+    const char* error_reason = nullptr;  // static text for the error log
+
+    // Forgets the previous request but keeps the headers' storage.
+    void reset();
+};
+
+// Complete: `out` describes the head in data[0, out.head_length); a pipelined
+// request may follow it. Incomplete: call again once more bytes are in the
+// buffer (errors are still reported as early as the bytes allow, and no more
+// than limits.max_head bytes are ever needed). Error: see error_status.
+ParseResult parse_request_head(const char* data, size_t len, const ParseLimits& limits,
+                               RequestHead& out);
+
+struct ResponseHead {
+    explicit ResponseHead(std::pmr::memory_resource* resource = std::pmr::get_default_resource())
+        : headers(resource) {}
+
+    uint8_t version_major = 0;
+    uint8_t version_minor = 0;
+    int status = 0;
+    std::string_view reason;
+    std::pmr::vector<Header> headers;
+    size_t head_length = 0;
+
+    enum class Body : uint8_t { None, Length, Chunked, UntilClose } body = Body::None;
+    uint64_t content_length = 0;
+    bool keep_alive = false;
+    const char* error_reason = nullptr;
+
+    void reset();
+};
+
+// An upstream's reply. 1xx, 204, 304 and replies to HEAD have no body whatever
+// their headers say (RFC 9112 §6.3); the caller loops over 1xx heads itself.
+ParseResult parse_response_head(const char* data, size_t len, const ParseLimits& limits,
+                                bool request_was_head, ResponseHead& out);
+
+// Case-insensitive comparison of a field name with a lowercase literal.
+bool field_name_is(std::string_view name, std::string_view lowercase);
+
+// Character classes of RFC 9110 / RFC 3986 as 256-entry tables: one load per
+// byte on the hot path. Shared by the request, chunked and URI parsers.
+struct CharClass {
+    bool member[256];
+    constexpr bool operator()(char c) const { return member[static_cast<unsigned char>(c)]; }
+};
+
+namespace chars {
+
+constexpr bool is_alnum(int c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+constexpr CharClass make_class(std::string_view extra, bool alnum) {
+    CharClass cls{};
+    for (int c = 0; c < 256; ++c) cls.member[c] = alnum && is_alnum(c);
+    for (char c : extra) cls.member[static_cast<unsigned char>(c)] = true;
+    return cls;
+}
+
+// field-value octets: VCHAR, obs-text, SP, HTAB (RFC 9110 §5.5).
+constexpr CharClass make_field_value_class() {
+    CharClass cls{};
+    for (int c = 0; c < 256; ++c) cls.member[c] = (c >= 0x20 && c != 0x7f) || c == '\t';
+    return cls;
+}
+
+inline constexpr CharClass kToken = make_class("!#$%&'*+-.^_`|~", true);
+inline constexpr CharClass kFieldValue = make_field_value_class();
+inline constexpr CharClass kUnreserved = make_class("-._~", true);
+inline constexpr CharClass kRegName = make_class("-._~!$&'()*+,;=", true);
+// What may appear in a path (pchar and "/"), and in a request-target's path
+// and query (no fragment: "#" never reaches a server).
+inline constexpr CharClass kPath = make_class("-._~!$&'()*+,;=:@/%", true);
+inline constexpr CharClass kTarget = make_class("-._~!$&'()*+,;=:@/%?", true);
+
+constexpr int8_t hex_digit_value(int c) {
+    return c >= '0' && c <= '9'   ? int8_t(c - '0')
+           : c >= 'a' && c <= 'f' ? int8_t(c - 'a' + 10)
+           : c >= 'A' && c <= 'F' ? int8_t(c - 'A' + 10)
+                                  : int8_t(-1);
+}
+
+struct HexTable {
+    int8_t value[256];
+    constexpr int operator()(char c) const { return value[static_cast<unsigned char>(c)]; }
+};
+
+constexpr HexTable make_hex_table() {
+    HexTable table{};
+    for (int c = 0; c < 256; ++c) table.value[c] = hex_digit_value(c);
+    return table;
+}
+
+// kHexValue(c) is 0..15 for a hex digit, -1 otherwise.
+inline constexpr HexTable kHexValue = make_hex_table();
+
+}  // namespace chars
+}  // namespace sluice::http

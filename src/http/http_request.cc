@@ -1,0 +1,668 @@
+// The request: its phases, the response it sends, error pages and internal
+// redirects, and the end of its life (log phase, cleanups).
+#include "http/http_request.h"
+
+#include <event2/event.h>
+
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+
+#include "core/log.h"
+#include "core/str.h"
+#include "http/http_connection.h"
+#include "http/http_engine.h"
+#include "http/uri.h"
+#include "sluice_paths.h"
+
+namespace sluice::http {
+
+namespace {
+constexpr uint8_t kMaxRedirects = 10;
+
+void append_uint_pmr(std::pmr::string& out, uint64_t v) {
+    char buf[24];
+    char* p = buf + sizeof buf;
+    do { *--p = char('0' + v % 10); v /= 10; } while (v);
+    out.append(p, size_t(buf + sizeof buf - p));
+}
+}  // namespace
+
+// The phase machinery, a friend of Request.
+struct RequestEngine {
+    static bool find_config(Request& r);
+    static bool handle_next(Request& r, Next n);
+    static void run_phases(Request& r);
+    static bool setup(Request& r);
+};
+
+// ---- small pieces ----
+
+uint64_t BodyChain::size() const {
+    uint64_t n = 0;
+    for (auto& b : bufs) n += b.file_fd >= 0 ? uint64_t(b.file_size) : b.data.size();
+    return n;
+}
+
+size_t HeadersOut::remove(std::string_view name) {
+    size_t before = headers.size();
+    std::erase_if(headers, [&](const Header& h) { return iequals(h.name, name); });
+    return before - headers.size();
+}
+
+const Header* HeadersOut::find(std::string_view name) const {
+    for (auto& h : headers)
+        if (iequals(h.name, name)) return &h;
+    return nullptr;
+}
+
+Request::Request(HttpConnection& conn, std::pmr::memory_resource* arena)
+    : conn_(conn), arena_(arena), head_(arena), out_(arena) {}
+
+Request::~Request() {
+    for (Cleanup* c = cleanups_; c; c = c->next) c->fn(c->arg);
+}
+
+void Request::add_cleanup(void (*fn)(void*), void* arg) {
+    auto* c = make<Cleanup>(Cleanup{fn, arg, cleanups_});
+    cleanups_ = c;
+}
+
+std::string_view Request::copy(std::string_view s) {
+    if (s.empty()) return {};
+    char* p = static_cast<char*>(arena_->allocate(s.size(), 1));
+    memcpy(p, s.data(), s.size());
+    return {p, s.size()};
+}
+
+std::string_view Request::header(std::string_view name, bool* found) const {
+    for (const Header& h : head_.headers) {
+        if (iequals(h.name, name)) {
+            if (found) *found = true;
+            return h.value;
+        }
+    }
+    if (found) *found = false;
+    return {};
+}
+
+std::string_view Request::remote_addr() const { return conn_.peer_text(); }
+uint16_t Request::remote_port() const { return conn_.peer_port(); }
+std::string_view Request::server_addr() const { return conn_.local_text(); }
+uint16_t Request::server_port() const { return conn_.local_port(); }
+uint64_t Request::connection_number() const { return conn_.number(); }
+uint64_t Request::connection_requests() const { return conn_.requests(); }
+
+std::string_view Request::binary_remote_addr() const {
+    const sockaddr_storage& a = conn_.peer();
+    if (a.ss_family == AF_INET6)
+        return {reinterpret_cast<const char*>(&reinterpret_cast<const sockaddr_in6*>(&a)->sin6_addr), 16};
+    return {reinterpret_cast<const char*>(&reinterpret_cast<const sockaddr_in*>(&a)->sin_addr), 4};
+}
+
+std::string_view Request::request_id() {
+    if (request_id_.empty()) {
+        // 128 random bits as 32 hex digits, like nginx's $request_id.
+        static uint64_t state = uint64_t(time(nullptr)) ^ (uint64_t(getpid()) << 32) ^ 0x9e3779b97f4a7c15ull;
+        char* p = static_cast<char*>(arena_->allocate(32, 1));
+        for (int half = 0; half < 2; ++half) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            snprintf(p + half * 16, 17, "%016llx", static_cast<unsigned long long>(state));
+        }
+        request_id_ = {p, 32};
+    }
+    return request_id_;
+}
+
+size_t Request::output_pending() const { return conn_.pending(); }
+
+void Request::set_drain_handler(void (*fn)(Request&, void*), void* arg) {
+    drain_fn_ = fn;
+    drain_arg_ = arg;
+}
+
+int64_t current_msec() {
+    timeval tv;
+    event_base_gettimeofday_cached(Worker::current().base(), &tv);
+    return int64_t(tv.tv_sec) * 1000 + tv.tv_usec / 1000;
+}
+
+// ---- status lines and default pages ----
+
+std::string_view status_reason(int status) {
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Moved Temporarily";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Not Allowed";
+    case 406: return "Not Acceptable";
+    case 408: return "Request Time-out";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Request Entity Too Large";
+    case 414: return "Request-URI Too Large";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Requested Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 421: return "Misdirected Request";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Temporarily Unavailable";
+    case 504: return "Gateway Time-out";
+    case 505: return "HTTP Version Not Supported";
+    case 507: return "Insufficient Storage";
+    default: return "";
+    }
+}
+
+namespace {
+
+// "Mon, 23 Nov 2026 10:34:34 GMT", recomputed once per second.
+std::string_view http_date_now() {
+    static char buf[40];
+    static time_t cached = -1;
+    timeval tv;
+    event_base_gettimeofday_cached(Worker::current().base(), &tv);
+    if (tv.tv_sec != cached) {
+        cached = tv.tv_sec;
+        tm t;
+        gmtime_r(&cached, &t);
+        strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &t);
+    }
+    return buf;
+}
+
+std::string_view default_page(Request& r, int status) {
+    std::string_view reason = status_reason(status);
+    std::string title = std::to_string(status);
+    if (!reason.empty()) title += " " + std::string(reason);
+    std::string page = "<html>\r\n<head><title>" + title + "</title></head>\r\n<body>\r\n<center><h1>" + title +
+                       "</h1></center>\r\n<hr><center>sluice</center>\r\n</body>\r\n</html>\r\n";
+    return r.copy(page);
+}
+
+// Statuses after which the connection's framing cannot be trusted.
+bool closes_connection(int status) {
+    return status == 400 || status == 408 || status == 413 || status == 414 || status == 431 || status == 501 ||
+           status == 505 || status == 417;
+}
+
+bool has_body(Request& r, int status) {
+    return r.method() != Method::Head && status != 204 && status != 304 && !(status >= 100 && status < 200);
+}
+
+void append_header(std::pmr::string& out, std::string_view name, std::string_view value) {
+    out.append(name);
+    out.append(": ", 2);
+    out.append(value);
+    out.append("\r\n", 2);
+}
+
+std::string_view absolute_location(Request& r, std::string_view loc) {
+    if (loc.empty() || loc[0] != '/' || !*r.core_conf().absolute_redirect) return loc;
+    std::pmr::string s(r.arena());
+    s.append("http://");
+    std::string_view host = r.host();
+    if (host.empty()) {
+        const auto& names = r.server().server_names;
+        host = names.empty() || names[0].regex ? r.server_addr() : std::string_view(names[0].name);
+    }
+    s.append(host);
+    uint16_t port = r.server_port();
+    if (*r.core_conf().port_in_redirect && port != 80) {
+        s.push_back(':');
+        s.append(std::to_string(port));
+    }
+    s.append(loc);
+    return r.copy(s);
+}
+
+}  // namespace
+
+// ---- sending ----
+
+bool Request::send_header() {
+    if (header_sent_) return true;
+    header_sent_ = true;
+    if (err_status_ && (out_.status == 200 || out_.status == 0)) out_.status = err_status_;
+    if (out_.status == 0) out_.status = 200;
+    for (HeaderFilter f : main_->phases.header_filters) {
+        if (!f(*this)) {
+            conn_.close();
+            return false;
+        }
+    }
+    int status = out_.status;
+    bool body = has_body(*this, status);
+    if (!body || status == 204 || status == 304) {
+        if (status == 204 || status == 304) out_.content_length = -1;
+    }
+    chunked_ = false;
+    if (out_.content_length < 0 && has_body(*this, status) && status != 204 && status != 304) {
+        if (http10()) keep_alive_ = false;  // the end of the body is the end of the connection
+        else chunked_ = true;
+    }
+    if (closes_connection(status)) keep_alive_ = false;
+
+    std::pmr::string h(arena_);
+    h.reserve(256);
+    h.append(http10() ? "HTTP/1.1 " : "HTTP/1.1 ");
+    append_uint_pmr(h, uint64_t(status));
+    h.push_back(' ');
+    h.append(out_.status_line.empty() ? status_reason(status) : out_.status_line);
+    h.append("\r\n");
+    append_header(h, "Server", *core_conf().server_tokens ? "sluice/" SLUICE_VERSION : "sluice");
+    append_header(h, "Date", http_date_now());
+    if (!out_.content_type.empty()) append_header(h, "Content-Type", out_.content_type);
+    if (out_.content_length >= 0) {
+        h.append("Content-Length: ");
+        append_uint_pmr(h, uint64_t(out_.content_length));
+        h.append("\r\n");
+    } else if (chunked_) {
+        append_header(h, "Transfer-Encoding", "chunked");
+    }
+    if (out_.last_modified >= 0) {
+        char lm[40];
+        time_t t = out_.last_modified;
+        tm g;
+        gmtime_r(&t, &g);
+        strftime(lm, sizeof lm, "%a, %d %b %Y %H:%M:%S GMT", &g);
+        append_header(h, "Last-Modified", lm);
+    }
+    if (!out_.etag.empty()) append_header(h, "ETag", out_.etag);
+    if (!out_.location.empty()) append_header(h, "Location", absolute_location(*this, out_.location));
+    append_header(h, "Connection", keep_alive_ ? "keep-alive" : "close");
+    for (const Header& hd : out_.headers) append_header(h, hd.name, hd.value);
+    h.append("\r\n");
+    std::string_view bytes = copy(h);
+    conn_.queue(bytes);
+    header_bytes_ = bytes.size();
+    if (!has_body(*this, status)) body_done_ = true;
+    return true;
+}
+
+bool Request::send_body(BodyChain& chain) {
+    if (!header_sent_ && !send_header()) return false;
+    if (body_done_) {
+        // HEAD, 204, 304: the body is not sent; the producer still finishes.
+        return conn_.flush();
+    }
+    for (BodyFilter f : main_->phases.body_filters) {
+        if (!f(*this, chain)) {
+            conn_.close();
+            return false;
+        }
+    }
+    uint64_t size = chain.size();
+    if (chunked_ && size > 0) {
+        char* line = static_cast<char*>(arena_->allocate(20, 1));
+        int n = snprintf(line, 20, "%llx\r\n", static_cast<unsigned long long>(size));
+        conn_.queue({line, size_t(n)});
+    }
+    for (const BodyBuf& b : chain.bufs) {
+        if (b.file_fd >= 0) conn_.queue_file(b.file_fd, b.file_pos, b.file_size);
+        else conn_.queue(b.data);
+    }
+    if (chunked_ && size > 0) conn_.queue("\r\n");
+    body_bytes_sent_ += size;
+    if (chain.last) {
+        if (chunked_) conn_.queue("0\r\n\r\n");
+        body_done_ = true;
+    }
+    return conn_.flush();
+}
+
+void Request::send_response(int status, std::string_view content_type, std::string_view body) {
+    out_.status = status;
+    if (!content_type.empty()) out_.content_type = content_type;
+    out_.content_length = int64_t(body.size());
+    if (!send_header()) return;
+    BodyChain chain(arena_);
+    if (!body.empty()) chain.bufs.push_back({body});
+    chain.last = true;
+    send_body(chain);
+}
+
+// ---- error pages and redirects ----
+
+namespace {
+
+bool try_error_page(Request& r, int status) {
+    const auto* pages = r.core_conf().effective_error_pages();
+    if (!pages || r.redirect_count() >= kMaxRedirects) return false;
+    if (r.error_page_done() && !*r.core_conf().recursive_error_pages) return false;
+    for (const ErrorPage& ep : *pages) {
+        if (ep.status != status) continue;
+        std::string_view uri = ep.uri.eval(r);
+        r.mark_error_page(ep.override_status == 0 ? 0 : ep.override_status > 0 ? ep.override_status : status);
+        if (!uri.empty() && uri[0] == '@') {
+            LocationConf* named = find_named_location(r.server(), uri);
+            if (!named) {
+                SLUICE_LOG(LogLevel::Error, "*%llu could not find named location \"%.*s\"",
+                           static_cast<unsigned long long>(r.connection_number()), int(uri.size()), uri.data());
+                return false;
+            }
+            r.named_redirect(*named);
+            return true;
+        }
+        if (!uri.empty() && uri[0] == '/') {
+            size_t q = uri.find('?');
+            r.internal_redirect(uri.substr(0, q), q == std::string_view::npos ? std::string_view() : uri.substr(q + 1));
+            return true;
+        }
+        // A full URL: a redirect to it (302 unless overridden with =301..308).
+        int code = ep.override_status >= 301 && ep.override_status <= 308 ? ep.override_status : 302;
+        r.headers_out().location = uri;
+        r.send_response(code, "text/html", default_page(r, code));
+        return true;
+    }
+    return false;
+}
+
+}  // namespace
+
+void Request::send_special_response(int status) {
+    if (try_error_page(*this, status)) return;
+    // A handler may have set headers for a response it did not send; keep
+    // the ones a client needs (Location, WWW-Authenticate, Allow, Retry-After).
+    out_.content_length = -1;
+    out_.last_modified = -1;
+    out_.etag = {};
+    if (closes_connection(status)) keep_alive_ = false;
+    if (status == 204 || status == 304) {
+        send_response(status, {}, {});
+        return;
+    }
+    send_response(status, "text/html", default_page(*this, status));
+}
+
+void Request::finalize(int status) {
+    if (finalized_) return;
+    if (!header_sent_) {
+        if (status == 0) status = out_.status ? out_.status : 200;
+        if (status >= 300 || (status >= 200 && out_.status == 0 && false)) {
+            send_special_response(status);
+            if (!header_sent_) return;  // redirected internally; the new run finalizes
+        } else {
+            send_response(status, {}, {});
+        }
+    } else if (!body_done_) {
+        // The producer stopped before the end of the body: the client can
+        // tell only if the connection closes.
+        keep_alive_ = false;
+        if (!body_done_ && out_.content_length >= 0) {
+            finalized_ = true;
+            conn_.close();
+            return;
+        }
+        BodyChain last(arena_);
+        last.last = true;
+        send_body(last);
+    }
+    if (finalized_) return;
+    finalized_ = true;
+    if (conn_.pending() == 0) conn_.post_request_done();
+}
+
+void Request::internal_redirect(std::string_view uri, std::string_view args) {
+    ++redirects_;
+    internal_ = true;
+    error_page_done_ = error_page_done_ || err_status_ != 0;
+    uri_ = copy(uri);
+    args_ = copy(args);
+    // nginx's error_page turns any method but HEAD into GET.
+    if (err_status_ && head_.method != Method::Head) head_.method = Method::Get;
+    memset(ctx_, 0, sizeof(void*) * main_->module_count);
+    out_.headers.clear();
+    out_.location = {};
+    out_.content_type = {};
+    out_.content_length = -1;
+    phase_ = size_t(Phase::ServerRewrite);
+    handler_ = 0;
+    RequestEngine::run_phases(*this);
+}
+
+void Request::named_redirect(LocationConf& loc) {
+    ++redirects_;
+    internal_ = true;
+    if (err_status_ && head_.method != Method::Head) head_.method = Method::Get;
+    memset(ctx_, 0, sizeof(void*) * main_->module_count);
+    out_.headers.clear();
+    out_.content_type = {};
+    out_.content_length = -1;
+    loc_ = &loc;
+    phase_ = size_t(Phase::Rewrite);
+    handler_ = 0;
+    RequestEngine::run_phases(*this);
+}
+
+// ---- the phases ----
+
+namespace {
+
+bool setup_uri(Request& r, std::string_view target, std::string_view& uri, std::string_view& args, int& status) {
+    UriParts parts;
+    if (!split_target(target, r.method(), parts)) {
+        status = 400;
+        return false;
+    }
+    args = parts.query;
+    std::string_view path = parts.path;
+    // Fast path: nothing to decode, no dot segment, no double slash.
+    bool plain = path.size() > 0 && path[0] == '/';
+    for (size_t i = 0; plain && i < path.size(); ++i) {
+        char c = path[i];
+        if (c == '%' || (c == '/' && i + 1 < path.size() && (path[i + 1] == '/' || path[i + 1] == '.'))) plain = false;
+    }
+    if (plain) {
+        uri = path;
+        return true;
+    }
+    if (path == "*") {
+        uri = path;
+        return true;
+    }
+    static std::string normalized;
+    NormalizeOptions opts;
+    opts.merge_slashes = true;
+    opts.allow_encoded_slash = false;
+    int rc = normalize_path(path, opts, normalized);
+    if (rc != 0) {
+        status = rc;
+        return false;
+    }
+    uri = r.copy(normalized);
+    return true;
+}
+
+std::string_view normalize_host(Request& r, std::string_view host) {
+    if (host.empty()) return host;
+    // Strip the port, then a trailing dot; lowercase into the arena only when needed.
+    if (host[0] == '[') {
+        size_t close = host.find(']');
+        if (close != std::string_view::npos) host = host.substr(0, close + 1);
+    } else {
+        size_t colon = host.rfind(':');
+        if (colon != std::string_view::npos) host = host.substr(0, colon);
+    }
+    if (!host.empty() && host.back() == '.') host.remove_suffix(1);
+    for (char c : host) {
+        if (c >= 'A' && c <= 'Z') {
+            char* p = static_cast<char*>(r.arena()->allocate(host.size(), 1));
+            for (size_t i = 0; i < host.size(); ++i) p[i] = ascii_lower(host[i]);
+            return {p, host.size()};
+        }
+    }
+    return host;
+}
+
+}  // namespace
+
+void Request::prepare(AddressServers& servers) {
+    start_msec_ = current_msec();
+    keep_alive_ = head_.keep_alive;
+    server_ = servers.default_server;
+    main_ = http_main_conf(conn_.worker().cycle());
+    loc_ = server_->root_location;
+    size_t nvars = main_->variables.count();
+    var_cache = static_cast<std::string_view*>(arena_->allocate(sizeof(std::string_view) * (nvars + 1), alignof(std::string_view)));
+    var_state = static_cast<uint8_t*>(arena_->allocate(nvars + 1, 1));
+    memset(var_state, 0, nvars + 1);
+    ctx_ = static_cast<void**>(arena_->allocate(sizeof(void*) * main_->module_count, alignof(void*)));
+    memset(ctx_, 0, sizeof(void*) * main_->module_count);
+}
+
+bool RequestEngine::setup(Request& r) {
+    HttpConnection& c = r.connection();
+    r.prepare(*static_cast<AddressServers*>(c.listening().data));
+    r.host_ = normalize_host(r, r.head_.host);
+    r.server_ = find_server(*static_cast<AddressServers*>(c.listening().data), r.host_, &r);
+    r.loc_ = r.server_->root_location;
+    int status = 0;
+    if (!setup_uri(r, r.head_.target, r.uri_, r.args_, status)) {
+        SLUICE_LOG(LogLevel::Info, "*%llu client sent invalid request target \"%.*s\", client: %s",
+                   static_cast<unsigned long long>(r.connection_number()), int(std::min<size_t>(r.head_.target.size(), 256)),
+                   r.head_.target.data(), std::string(r.remote_addr()).c_str());
+        r.keep_alive_ = false;
+        r.finalize(status);
+        return false;
+    }
+    r.phase_ = 0;
+    r.handler_ = 0;
+    return true;
+}
+
+void run_request(Request& r) {
+    if (RequestEngine::setup(r)) RequestEngine::run_phases(r);
+}
+
+void reject_request(Request& r, int status) {
+    HttpConnection& c = r.connection();
+    r.prepare(*static_cast<AddressServers*>(c.listening().data));
+    r.keep_alive_ = false;
+    r.uri_ = {};
+    r.finalize(status);
+}
+
+// FindConfig: choose the location; nginx checks the body size here too.
+bool RequestEngine::find_config(Request& r) {
+    r.loc_ = find_location(*r.server_->root_location, r.uri_, r);
+    CoreLocConf& cl = *r.loc_->core;
+    if (*cl.internal && !r.internal_) {
+        r.finalize(404);
+        return false;
+    }
+    if (r.head_.body == RequestHead::Body::Length && *cl.client_max_body_size &&
+        r.head_.content_length > *cl.client_max_body_size) {
+        SLUICE_LOG(LogLevel::Error, "*%llu client intended to send too large body: %llu bytes, client: %s",
+                   static_cast<unsigned long long>(r.connection_number()),
+                   static_cast<unsigned long long>(r.head_.content_length), std::string(r.remote_addr()).c_str());
+        r.keep_alive_ = false;
+        r.finalize(413);
+        return false;
+    }
+    return true;
+}
+
+// Returns true when the request left the phase loop (finished or suspended).
+bool RequestEngine::handle_next(Request& r, Next n) {
+    switch (n) {
+    case Next::Continue: ++r.handler_; return false;
+    case Next::NextPhase:
+        ++r.phase_;
+        r.handler_ = 0;
+        return false;
+    case Next::Suspend: return true;
+    case Next::Finish: r.finalize(r.status() ? r.status() : 200); return true;
+    }
+    return true;
+}
+
+void RequestEngine::run_phases(Request& r) {
+    const HttpPhases& ph = r.main_->phases;
+    while (r.phase_ < size_t(Phase::Log) && !r.finalized_ && !r.header_sent_) {
+        Phase p = Phase(r.phase_);
+        if (p == Phase::FindConfig) {
+            if (!find_config(r)) return;
+            ++r.phase_;
+            r.handler_ = 0;
+            continue;
+        }
+        if (p == Phase::Content && r.loc_->content_handler) {
+            Next n = r.loc_->content_handler(r);
+            if (n == Next::Continue || n == Next::NextPhase) {
+                r.finalize(404);
+                return;
+            }
+            handle_next(r, n);
+            return;
+        }
+        const auto& hs = ph.handlers[size_t(p)];
+        if (r.handler_ >= hs.size()) {
+            if (p == Phase::Content) {
+                r.finalize(r.method() == Method::Get || r.method() == Method::Head ? 404 : 405);
+                return;
+            }
+            ++r.phase_;
+            r.handler_ = 0;
+            continue;
+        }
+        if (handle_next(r, hs[r.handler_](r))) return;
+    }
+}
+
+void Request::resume(Next how) {
+    if (finalized_) return;
+    if (!RequestEngine::handle_next(*this, how)) RequestEngine::run_phases(*this);
+}
+
+// ---- the end ----
+
+void output_drained(Request& r) {
+    if (r.finalized_) {
+        r.connection().post_request_done();
+        return;
+    }
+    if (r.drain_fn_) r.drain_fn_(r, r.drain_arg_);
+}
+
+void complete_request(Request& r) {
+    if (r.logged_) return;
+    r.logged_ = true;
+    if (!r.main_) return;
+    for (PhaseHandler h : r.main_->phases.handlers[size_t(Phase::Log)]) h(r);
+}
+
+void abort_request(Request& r) {
+    r.finalized_ = true;
+    if (!r.logged_ && r.main_ && r.header_sent_) {
+        // The client went away mid-response: nginx logs it with 499 only before a response.
+        complete_request(r);
+    } else if (!r.logged_ && r.main_) {
+        r.out_.status = 499;
+        complete_request(r);
+    }
+}
+
+}  // namespace sluice::http
