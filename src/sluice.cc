@@ -226,6 +226,10 @@ int send_signal(const StartOptions& options, const char* command) {
         return 1;
     }
     std::string path = pid_path(*cycle);
+    if (path.empty()) {
+        say("[error] no pid file is configured (\"pid off\"), cannot signal the master");
+        return 1;
+    }
     pid_t pid;
     if (!read_pid_file(path, pid, err)) {
         say("[error] %s", err.c_str());

@@ -47,8 +47,9 @@ int add_value(ConfContext& cx, MapTable& t, std::string_view text) {
     return int(t.values.size() - 1);
 }
 
-bool add_regex(ConfContext& cx, const conf::Statement& entry, MapTable& t, std::string_view key, int value) {
-    key.remove_prefix(1);
+// The regex is compiled before its value, so the value can use its named groups.
+bool add_regex(ConfContext& cx, const conf::Statement& entry, MapTable& t) {
+    std::string_view key = std::string_view(entry.args[0].text).substr(1);
     bool caseless = !key.empty() && key[0] == '*';
     if (caseless) key.remove_prefix(1);
     std::string err;
@@ -58,6 +59,8 @@ bool add_regex(ConfContext& cx, const conf::Statement& entry, MapTable& t, std::
     auto& vars = current_main_conf(cx).variables;
     for (auto& [name, group] : re->named_groups())
         if (vars.add_indexed(name) < 0) return cx.error_at(entry, "the duplicate \"%s\" variable", name.c_str());
+    int value = add_value(cx, t, entry.args[1].text);
+    if (value < 0) return false;
     t.ovector_size = std::max(t.ovector_size, 2 * (size_t(re->capture_count()) + 1));
     t.regexes.push_back({std::move(re), value});
     return true;
@@ -77,6 +80,7 @@ bool parse_entry(ConfContext& cx, const conf::Statement& entry, MapTable& t) {
     if (args.size() != 2) return cx.error_at(entry, "invalid number of the map parameters");
 
     std::string_view key = args[0].text;
+    if (!key.empty() && key[0] == '~') return add_regex(cx, entry, t);
     if (key == "default" && t.default_value >= 0) return cx.error_at(entry, "duplicate default map parameter");
     int value = add_value(cx, t, args[1].text);
     if (value < 0) return false;
@@ -84,7 +88,6 @@ bool parse_entry(ConfContext& cx, const conf::Statement& entry, MapTable& t) {
         t.default_value = value;
         return true;
     }
-    if (!key.empty() && key[0] == '~') return add_regex(cx, entry, t, key, value);
     if (!key.empty() && key[0] == '\\') key.remove_prefix(1);  // "\default", "\~not-a-regex"
 
     AddKey added = add_key(t, key, value);

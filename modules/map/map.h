@@ -60,8 +60,11 @@ struct MapMatch {
 };
 
 // nginx's order: exact key, longest "*.suffix", longest "prefix.*", the first
-// regex that matches. A hostnames map ignores a trailing dot of `key`.
-MapMatch find_value(const MapTable&, std::string_view key, size_t* ovector, size_t ovector_size);
+// regex that matches. Matching is on match_key(value).
+MapMatch find_value(const MapTable&, std::string_view value, size_t* ovector, size_t ovector_size);
+
+// What is matched: the value, without a trailing dot in a hostnames map.
+std::string_view match_key(const MapTable&, std::string_view value);
 
 // Adds an exact key, or with `hostnames` a mask ("*.a.com", ".a.com",
 // "www.a.*"); the result is for the caller's error message.

@@ -51,8 +51,13 @@ int find_wildcard_tail(const KeyTable& table, std::string_view name) {
 
 }  // namespace
 
-MapMatch find_value(const MapTable& t, std::string_view key, size_t* ovector, size_t ovector_size) {
+std::string_view match_key(const MapTable& t, std::string_view key) {
     if (t.hostnames && !key.empty() && key.back() == '.') key.remove_suffix(1);
+    return key;
+}
+
+MapMatch find_value(const MapTable& t, std::string_view value, size_t* ovector, size_t ovector_size) {
+    std::string_view key = match_key(t, value);
     if (int v = find_key(t.exact, key); v >= 0) return {v, nullptr};
     if (t.hostnames) {
         if (int v = find_wildcard_head(t.wildcard_head, key); v >= 0) return {v, nullptr};
@@ -68,7 +73,7 @@ MapMatch find_value(const MapTable& t, std::string_view key, size_t* ovector, si
 bool map_variable(Request& r, std::string_view& value, uintptr_t data) {
     const Map& m = *reinterpret_cast<const Map*>(data);
     const MapTable& t = m.table;
-    std::string_view key = m.source.eval(r);
+    std::string_view source = m.source.eval(r);
 
     constexpr size_t kStackOvector = 32;
     size_t stack_ovector[kStackOvector];
@@ -76,11 +81,10 @@ bool map_variable(Request& r, std::string_view& value, uintptr_t data) {
     if (t.ovector_size > kStackOvector)
         ovector = static_cast<size_t*>(r.arena()->allocate(t.ovector_size * sizeof(size_t), alignof(size_t)));
 
-    MapMatch found = find_value(t, key, ovector, t.ovector_size);
+    MapMatch found = find_value(t, source, ovector, t.ovector_size);
     if (found.regex) {
-        if (t.hostnames && !key.empty() && key.back() == '.') key.remove_suffix(1);
         // The value may use $1 or named groups, and so may later directives.
-        set_regex_captures(r, *found.regex, key, ovector, size_t(found.regex->capture_count()) + 1);
+        set_regex_captures(r, *found.regex, match_key(t, source), ovector, size_t(found.regex->capture_count()) + 1);
     }
     int index = found.value >= 0 ? found.value : t.default_value;
     // No default: the empty string, found (nginx's behaviour).

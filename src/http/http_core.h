@@ -158,7 +158,7 @@ CoreMainConf* http_main_conf(const Cycle&);
 CoreSrvConf* find_server(const AddressServers&, std::string_view host, Request* r);
 
 // Selects the location for `path`; sets regex captures on the request.
-LocationConf* find_location(const LocationConf& server_root, std::string_view path, Request& r);
+LocationConf* find_location(const LocationConf& server_root, std::string_view path, Request* r);
 LocationConf* find_named_location(const CoreSrvConf&, std::string_view name);
 
 // Used by directives of other modules that set a location's content handler.

@@ -29,7 +29,7 @@ struct Found {
 // nginx's ngx_http_core_find_location: exact, then the longest prefix (and,
 // recursively, its nested locations), then regexes in order unless the
 // longest prefix was "^~".
-Found find_in(const LocationConf& level, std::string_view path, Request& r) {
+Found find_in(const LocationConf& level, std::string_view path, Request* r) {
     for (LocationConf* e : level.exact)
         if (path == e->core->name) return {e, true};
     Found best;
@@ -46,7 +46,7 @@ Found find_in(const LocationConf& level, std::string_view path, Request& r) {
         break;  // prefixes are sorted longest first
     }
     for (LocationConf* x : level.regexes) {
-        if (!match_regex(&r, *x->core->regex, path)) continue;
+        if (!match_regex(r, *x->core->regex, path)) continue;
         Found nested = find_in(*x, path, r);
         return {nested.loc ? nested.loc : x, true};
     }
@@ -55,7 +55,7 @@ Found find_in(const LocationConf& level, std::string_view path, Request& r) {
 
 }  // namespace
 
-LocationConf* find_location(const LocationConf& server_root, std::string_view path, Request& r) {
+LocationConf* find_location(const LocationConf& server_root, std::string_view path, Request* r) {
     Found f = find_in(server_root, path, r);
     return f.loc ? f.loc : const_cast<LocationConf*>(&server_root);
 }

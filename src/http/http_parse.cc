@@ -149,8 +149,9 @@ const char* scan_target(const char* q, const char* limit) {
     }
 }
 
-// Case-insensitive equality for a name already known to be a token: no token
-// character other than a letter changes under | 0x20 into a letter or "-".
+// Case-insensitive equality with a literal of lowercase letters, digits and
+// "-", exact for tokens and field values alike: the only other bytes that
+// | 0x20 maps onto those are control characters, which neither may hold.
 inline bool token_is(std::string_view token, std::string_view lowercase) {
     if (token.size() != lowercase.size()) return false;
     for (size_t i = 0; i < token.size(); ++i)
@@ -249,6 +250,15 @@ bool add_transfer_codings(std::string_view value, Framing& framing, Cursor& c) {
 }
 
 bool add_connection_options(std::string_view value, Framing& framing, Cursor& c) {
+    // A single option is by far the most common value.
+    if (token_is(value, "keep-alive")) {
+        framing.connection_keep_alive = true;
+        return true;
+    }
+    if (token_is(value, "close")) {
+        framing.connection_close = true;
+        return true;
+    }
     return for_each_element(value, [&](std::string_view option) {
         if (!is_token(option)) return c.reject(400, "invalid Connection header");
         if (token_is(option, "close")) framing.connection_close = true;

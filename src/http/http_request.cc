@@ -567,7 +567,7 @@ void reject_request(Request& r, int status) {
 
 // FindConfig: choose the location; nginx checks the body size here too.
 bool RequestEngine::find_config(Request& r) {
-    r.loc_ = find_location(*r.server_->root_location, r.uri_, r);
+    r.loc_ = find_location(*r.server_->root_location, r.uri_, &r);
     CoreLocConf& cl = *r.loc_->core;
     if (*cl.internal && !r.internal_) {
         r.finalize(404);

@@ -80,41 +80,64 @@ bool set_nofile_limit(const CoreConf& core, std::string& err) {
     return true;
 }
 
-// Only root changes identity; `user` defaults to nobody, the group to the
-// group named like the user, else the user's primary group.
-bool drop_privileges(const CoreConf& core, std::string& err) {
-    if (geteuid() != 0) return true;
-    std::string user = core.user.value_or("nobody");
-    passwd* pw = getpwnam(user.c_str());
+struct WorkerIdentity {
+    std::string user;
+    uid_t uid = 0;
+    gid_t gid = 0;
+};
+
+// `user` defaults to nobody; the group to the group named like the user,
+// else the user's primary group.
+bool worker_identity(const CoreConf& core, WorkerIdentity& id, std::string& err) {
+    id.user = core.user.value_or("nobody");
+    passwd* pw = getpwnam(id.user.c_str());
     if (!pw) {
-        err = "getpwnam(\"" + user + "\") failed";
+        err = "getpwnam(\"" + id.user + "\") failed";
         return false;
     }
-    uid_t uid = pw->pw_uid;
-    gid_t gid = pw->pw_gid;
-    std::string group_name = core.group.value_or(core.user ? user : "");
-    if (!group_name.empty()) {
-        group* gr = getgrnam(group_name.c_str());
-        if (gr) {
-            gid = gr->gr_gid;
-        } else if (core.group) {
-            err = "getgrnam(\"" + group_name + "\") failed";
-            return false;
-        }
-    }
-    if (setgid(gid) == -1) {
-        err = "setgid(" + std::to_string(gid) + ") failed " + errno_text(errno);
-        return false;
-    }
-    if (initgroups(user.c_str(), gid) == -1) {
-        err = "initgroups(" + user + ", " + std::to_string(gid) + ") failed " + errno_text(errno);
-        return false;
-    }
-    if (setuid(uid) == -1) {
-        err = "setuid(" + std::to_string(uid) + ") failed " + errno_text(errno);
+    id.uid = pw->pw_uid;
+    id.gid = pw->pw_gid;
+    std::string group_name = core.group.value_or(core.user ? id.user : "");
+    if (group_name.empty()) return true;
+    if (group* gr = getgrnam(group_name.c_str())) {
+        id.gid = gr->gr_gid;
+    } else if (core.group && *core.group != id.user) {
+        err = "getgrnam(\"" + group_name + "\") failed";
         return false;
     }
     return true;
+}
+
+// Only root changes identity.
+bool drop_privileges(const CoreConf& core, std::string& err) {
+    if (geteuid() != 0) return true;
+    WorkerIdentity id;
+    if (!worker_identity(core, id, err)) return false;
+    if (setgid(id.gid) == -1) {
+        err = "setgid(" + std::to_string(id.gid) + ") failed " + errno_text(errno);
+        return false;
+    }
+    if (initgroups(id.user.c_str(), id.gid) == -1) {
+        err = "initgroups(" + id.user + ", " + std::to_string(id.gid) + ") failed " + errno_text(errno);
+        return false;
+    }
+    if (setuid(id.uid) == -1) {
+        err = "setuid(" + std::to_string(id.uid) + ") failed " + errno_text(errno);
+        return false;
+    }
+    return true;
+}
+
+// A root master hands a reopened log to the workers' user, as nginx's
+// ngx_reopen_files does: an unprivileged worker can then open it again.
+void give_log_to_workers(const Cycle& cycle) {
+    const std::string& path = ErrorLog::instance().path();
+    if (geteuid() != 0 || path.empty()) return;
+    WorkerIdentity id;
+    std::string err;
+    if (!worker_identity(cycle.core(), id, err)) return;
+    if (chown(path.c_str(), id.uid, gid_t(-1)) == -1)
+        SLUICE_LOG(LogLevel::Alert, "chown(\"%s\", %d) failed %s", path.c_str(), int(id.uid), errno_text(errno).c_str());
 }
 
 bool init_worker_process(const Cycle& cycle, std::string& err) {
@@ -146,8 +169,9 @@ bool init_worker_process(const Cycle& cycle, std::string& err) {
         // Runs in the loop's first turn, after run() installed the worker's
         // signal handlers.
         timeval now{0, 0};
-        event_base_once(worker.base(), -1, EV_TIMEOUT, [](evutil_socket_t, short, void*) { replay_held_signals(); },
-                        nullptr, &now);
+        if (worker.base())
+            event_base_once(worker.base(), -1, EV_TIMEOUT,
+                            [](evutil_socket_t, short, void*) { replay_held_signals(); }, nullptr, &now);
         code = worker.run();
     }
     // _exit: the master's state copied into this process (its cycle, its
@@ -200,7 +224,7 @@ private:
 int Master::run() {
     pid_path_ = pid_path(*cycle_);
     std::string err;
-    if (!write_pid_file(pid_path_, getpid(), err)) {
+    if (!pid_path_.empty() && !write_pid_file(pid_path_, getpid(), err)) {
         SLUICE_LOG(LogLevel::Emerg, "%s", err.c_str());
         return 1;
     }
@@ -282,7 +306,7 @@ void Master::reap() {
         log_exit(child, status);
         if (child.index < 0) {
             // The new binary is gone: this master is the one again.
-            if (rename(oldbin_path().c_str(), pid_path_.c_str()) == -1)
+            if (!pid_path_.empty() && rename(oldbin_path().c_str(), pid_path_.c_str()) == -1)
                 SLUICE_LOG(LogLevel::Alert, "rename() %s back to %s failed %s", oldbin_path().c_str(),
                            pid_path_.c_str(), errno_text(errno).c_str());
             new_binary_ = 0;
@@ -381,17 +405,18 @@ void Master::switch_pid_file(const Cycle& next) {
     std::string path = pid_path(next);
     if (path == pid_path_ || new_binary_) return;
     std::string err;
-    if (!write_pid_file(path, getpid(), err)) {
+    if (!path.empty() && !write_pid_file(path, getpid(), err)) {
         SLUICE_LOG(LogLevel::Alert, "%s", err.c_str());
         return;
     }
-    remove_pid_file(pid_path_);
+    if (!pid_path_.empty()) remove_pid_file(pid_path_);
     pid_path_ = path;
 }
 
 void Master::reopen_logs() {
     SLUICE_LOG(LogLevel::Notice, "reopening logs");
     ErrorLog::instance().reopen();
+    give_log_to_workers(*cycle_);
     if (daemonized) redirect_stderr_to_log();
     signal_workers(SIGUSR1);
 }
@@ -405,7 +430,7 @@ void Master::change_binary() {
         return;
     }
     SLUICE_LOG(LogLevel::Notice, "changing binary");
-    if (rename(pid_path_.c_str(), oldbin_path().c_str()) == -1) {
+    if (!pid_path_.empty() && rename(pid_path_.c_str(), oldbin_path().c_str()) == -1) {
         SLUICE_LOG(LogLevel::Alert, "rename() %s to %s failed %s, the binary is not changed", pid_path_.c_str(),
                    oldbin_path().c_str(), errno_text(errno).c_str());
         return;
@@ -429,7 +454,7 @@ void Master::exec_new_binary() {
     if (pid == -1) {
         SLUICE_LOG(LogLevel::Alert, "fork() failed while executing new binary process \"%s\" %s",
                    command_line.binary.c_str(), errno_text(errno).c_str());
-        rename(oldbin_path().c_str(), pid_path_.c_str());
+        if (!pid_path_.empty()) rename(oldbin_path().c_str(), pid_path_.c_str());
         return;
     }
     if (pid == 0) {
@@ -447,7 +472,7 @@ void Master::exec_new_binary() {
 }
 
 int Master::exit_master() {
-    remove_pid_file(new_binary_ ? oldbin_path() : pid_path_);
+    if (!pid_path_.empty()) remove_pid_file(new_binary_ ? oldbin_path() : pid_path_);
     // A new binary still listens on the unix sockets' paths.
     close_listening(*cycle_, !new_binary_);
     SLUICE_LOG(LogLevel::Notice, "exit");
@@ -477,7 +502,8 @@ std::string cycle_path(const Cycle& cycle, const std::string& path) {
 
 std::string pid_path(const Cycle& cycle) {
     const CoreConf& core = cycle.core();
-    return core.pid ? cycle_path(cycle, *core.pid) : default_path(cycle, SLUICE_PID_PATH);
+    if (!core.pid) return default_path(cycle, SLUICE_PID_PATH);
+    return core.pid->empty() ? std::string() : cycle_path(cycle, *core.pid);  // empty: `pid off`
 }
 
 bool open_cycle_error_log(const Cycle& cycle, std::string& err) {
@@ -533,7 +559,7 @@ int run_single_process(std::unique_ptr<Cycle> cycle) {
     ignore_sigpipe();
     std::string path = pid_path(*cycle);
     std::string err;
-    if (!write_pid_file(path, getpid(), err)) {
+    if (!path.empty() && !write_pid_file(path, getpid(), err)) {
         SLUICE_LOG(LogLevel::Emerg, "%s", err.c_str());
         return 1;
     }
@@ -543,7 +569,7 @@ int run_single_process(std::unique_ptr<Cycle> cycle) {
         Worker worker(*cycle, 0);
         code = worker.run();
     }
-    remove_pid_file(path);
+    if (!path.empty()) remove_pid_file(path);
     return code;
 }
 

@@ -22,6 +22,7 @@ void set_started_with_inherited_sockets(bool inherited);
 // Paths of a cycle, absolute: relative ones resolve against the prefix, and
 // compiled-in defaults under the compiled-in prefix follow `-p`, as nginx's.
 std::string cycle_path(const Cycle& cycle, const std::string& path);
+// Empty with `pid off`: no pid file is written.
 std::string pid_path(const Cycle& cycle);
 
 // Opens the error log that the cycle configures.

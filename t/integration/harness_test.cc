@@ -15,7 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <set>
 #include <thread>
 
@@ -25,8 +24,7 @@ namespace {
 using namespace std::chrono_literals;
 
 bool process_alive(pid_t pid) {
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    std::string text = read_file("/proc/" + std::to_string(pid) + "/stat");
     size_t paren = text.rfind(')');
     return paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] != 'Z';
 }
@@ -260,7 +258,8 @@ TEST(Harness, ConnRejectsBrokenResponses) {
     };
     std::vector<Case> cases = {
         {"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", ReadError::Closed},
-        {"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", ReadError::Malformed},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+         ReadError::Malformed},
         {"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
          ReadError::Malformed},
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello", ReadError::Closed},

@@ -121,8 +121,7 @@ std::vector<ProcStat> list_processes() {
     while (dirent* entry = readdir(proc)) {
         auto pid = parse_number<pid_t>(entry->d_name);
         if (!pid) continue;
-        std::ifstream file("/proc/" + std::string(entry->d_name) + "/stat");
-        std::string stat((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+        std::string stat = read_file("/proc/" + std::string(entry->d_name) + "/stat");
         size_t paren = stat.rfind(')');
         if (paren == std::string::npos) continue;
         std::istringstream fields(stat.substr(paren + 1));
@@ -324,6 +323,23 @@ uint16_t free_port() {
     throw std::runtime_error("free_port: no new port after 1000 attempts");
 }
 
+// POSIX reads: libstdc++'s filebuf throws, whatever the stream's exception mask, when
+// read() fails (ESRCH from /proc, EISDIR).
+std::string read_file(const std::string& path) {
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return "";
+    std::string content;
+    char chunk[65536];
+    while (true) {
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n > 0) content.append(chunk, static_cast<size_t>(n));
+        else if (n < 0 && errno == EINTR) continue;
+        else break;
+    }
+    ::close(fd);
+    return content;
+}
+
 bool wait_until(const std::function<bool()>& done, Millis timeout, Millis interval) {
     auto deadline = Clock::now() + timeout;
     while (true) {
@@ -378,8 +394,7 @@ void TempDir::write(std::string_view relpath, std::string_view content) const {
 }
 
 std::string TempDir::read(std::string_view relpath) const {
-    std::ifstream in(path(relpath), std::ios::binary);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return read_file(path(relpath));
 }
 
 // ---- processes ----
@@ -677,8 +692,8 @@ std::string Response::header(std::string_view name) const {
 }
 
 int Response::count(std::string_view name) const {
-    return static_cast<int>(
-        std::ranges::count_if(headers, [&](const auto& field) { return iequals(field.first, name); }));
+    auto named = [&](const auto& field) { return iequals(field.first, name); };
+    return static_cast<int>(std::ranges::count_if(headers, named));
 }
 
 bool Response::keep_alive() const {
@@ -816,14 +831,12 @@ bool Conn::fail(ReadError kind, std::string message) {
 }
 
 bool Conn::fill_or_fail(Deadline deadline, std::string_view waiting_for) {
+    std::string what(waiting_for);
     switch (fill(deadline)) {
     case Fill::Data: return true;
-    case Fill::Eof:
-        return fail(ReadError::Closed, "connection closed while reading " + std::string(waiting_for));
-    case Fill::Reset:
-        return fail(ReadError::Reset, "connection reset while reading " + std::string(waiting_for));
-    case Fill::Timeout:
-        return fail(ReadError::Timeout, "timed out reading " + std::string(waiting_for));
+    case Fill::Eof: return fail(ReadError::Closed, "connection closed while reading " + what);
+    case Fill::Reset: return fail(ReadError::Reset, "connection reset while reading " + what);
+    case Fill::Timeout: return fail(ReadError::Timeout, "timed out reading " + what);
     }
     return false;
 }
@@ -840,7 +853,8 @@ std::optional<Response> Conn::read_response(Millis timeout, bool head_request) {
         if (!fill_or_fail(deadline, "the response head")) return std::nullopt;
     }
     Response response;
-    std::string head_error = parse_head(std::string_view(buffer_).substr(0, head_end + 4), response);
+    std::string_view head = std::string_view(buffer_).substr(0, head_end + 4);
+    std::string head_error = parse_head(head, response);
     if (!head_error.empty()) {
         fail(ReadError::Malformed, head_error);
         return std::nullopt;
@@ -869,8 +883,9 @@ bool Conn::read_body(Response& response, size_t body_start, bool head_request,
         std::string_view last = codings;
         if (size_t comma = last.rfind(','); comma != std::string_view::npos)
             last.remove_prefix(comma + 1);
-        if (iequals(trim(last), "chunked")) return read_chunked(response, body_start, deadline, end);
-        return read_until_close(response, body_start, deadline, end);
+        if (!iequals(trim(last), "chunked"))
+            return read_until_close(response, body_start, deadline, end);
+        return read_chunked(response, body_start, deadline, end);
     }
     if (lengths > 1) return fail(ReadError::Malformed, "more than one Content-Length");
     if (lengths == 0) return read_until_close(response, body_start, deadline, end);
@@ -891,7 +906,8 @@ bool Conn::read_chunked(Response& response, size_t pos, Deadline deadline, size_
         std::string_view line = std::string_view(buffer_).substr(pos, line_end - pos);
         std::string_view size_text = line.substr(0, line.find(';'));
         auto size = size_text.size() <= 15 ? parse_number<uint64_t>(size_text, 16) : std::nullopt;
-        if (!size) return fail(ReadError::Malformed, "malformed chunk size line: " + printable(line));
+        if (!size)
+            return fail(ReadError::Malformed, "malformed chunk size line: " + printable(line));
         pos = line_end + 2;
         if (*size == 0) break;
         size_t chunk_end = pos + *size;
@@ -922,9 +938,9 @@ bool Conn::read_until_close(Response& response, size_t pos, Deadline deadline, s
         Fill got = fill(deadline);
         if (got == Fill::Eof) break;
         if (got == Fill::Reset)
-            return fail(ReadError::Reset, "connection reset before the end of a close-delimited body");
+            return fail(ReadError::Reset, "connection reset in a close-delimited body");
         if (got == Fill::Timeout)
-            return fail(ReadError::Timeout, "timed out waiting for the end of a close-delimited body");
+            return fail(ReadError::Timeout, "timed out in a close-delimited body");
     }
     response.body = buffer_.substr(pos);
     end = buffer_.size();

@@ -49,6 +49,10 @@ std::string test_upstream_binary();  // $SLUICE_TEST_UPSTREAM, else "objs/test_u
 // A loopback port that was free a moment ago; never the same twice in one process.
 uint16_t free_port();
 
+// The whole file, or "" when it is missing or unreadable. Never throws: a /proc file
+// can vanish while it is read.
+std::string read_file(const std::string& path);
+
 // Polls `done` every `interval` until it is true (returns true) or `timeout` passes.
 bool wait_until(const std::function<bool()>& done, Millis timeout, Millis interval = Millis{10});
 

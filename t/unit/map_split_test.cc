@@ -364,7 +364,7 @@ TEST(MapErrors, NameTheFileAndLine) {
         {"map $host $x {\n  hostnames;\n  .example.com 1;\n  example.com 2;\n}\n",
          "conflicting parameter \"example.com\" in test.conf:4"},
         {"map $host $x {\n  hostnames;\n  *.example.com 1;\n  .example.com 2;\n}\n",
-         "conflicting parameter \"example.com\" in test.conf:4"},
+         "conflicting parameter \".example.com\" in test.conf:4"},
         {"map $host $x {\n  hostnames;\n  www.*.com 1;\n}\n",
          "invalid hostname or wildcard \"www.*.com\" in test.conf:3"},
         {"map $src $x {\n  a 1 2;\n}\n", "invalid number of the map parameters in test.conf:2"},
