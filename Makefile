@@ -11,6 +11,7 @@ MAIN_OBJ := $(BUILDDIR)/src/sluice.o
 UNIT_OBJS := $(patsubst %.cc,$(BUILDDIR)/%.o,$(sort $(wildcard t/unit/*.cc)))
 INTEGRATION_OBJS := $(patsubst %.cc,$(BUILDDIR)/%.o,$(sort $(wildcard t/integration/*.cc)) t/lib/harness.cc)
 TEST_LIBS := -lgtest -lgtest_main -pthread
+$(INTEGRATION_OBJS): CXXFLAGS += -It/lib
 HELLO_MODULE := contrib/modules/hello
 
 .PHONY: all build run test unit integration bench fuzz install uninstall clean deps configured

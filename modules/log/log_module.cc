@@ -2,11 +2,11 @@
 // escaped as nginx escapes it, written through the file's per-worker buffer.
 // Everything a line needs comes from the request's arena or the buffer.
 #include <fcntl.h>
+#include <pwd.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <ctime>
 
 #include "core/log.h"
 #include "event/worker.h"
@@ -182,34 +182,13 @@ LogMainConf* log_main_conf(Cycle& cycle) {
     return static_cast<LogMainConf*>(main->main_confs[size_t(log_module.ctx_index)]);
 }
 
-// ---- variables the core does not define -------------------------------------
-
-struct TimeCache {
-    int64_t sec = -1;
-    char text[32];
-    size_t len = 0;
-};
-
-// $time_iso8601, formatted once a second.
-bool get_time_iso8601(Request& r, std::string_view& value, uintptr_t) {
-    static TimeCache cache;
-    int64_t now = current_msec() / 1000;
-    if (now != cache.sec) {
-        time_t t = time_t(now);
-        tm local;
-        localtime_r(&t, &local);
-        long off = local.tm_gmtoff / 60;
-        char sign = off < 0 ? '-' : '+';
-        if (off < 0) off = -off;
-        int n = snprintf(cache.text, sizeof cache.text, "%04d-%02d-%02dT%02d:%02d:%02d%c%02ld:%02ld",
-                         local.tm_year + 1900, local.tm_mon + 1, local.tm_mday, local.tm_hour, local.tm_min,
-                         local.tm_sec, sign, off / 60, off % 60);
-        cache.len = n > 0 ? size_t(n) : 0;
-        cache.sec = now;
-    }
-    value = r.copy({cache.text, cache.len});
-    return true;
+// The user workers run as when the master is root (the core's default too).
+uid_t worker_uid(Cycle& cycle) {
+    passwd* pw = getpwnam(cycle.core().user.value_or("nobody").c_str());
+    return pw ? pw->pw_uid : uid_t(-1);
 }
+
+// ---- variables the core does not define -------------------------------------
 
 // Set by authentication modules; without one it is missing ("-" in the log).
 bool get_remote_user(Request&, std::string_view&, uintptr_t) { return false; }
@@ -261,9 +240,12 @@ void log_exit_worker(Cycle& cycle) {
 
 // USR1: what was buffered goes to the old file, then the path is opened
 // again onto the same descriptor number, which everything else keeps using.
+// In a root master, a file it creates is given to the worker user, so that
+// workers, which reopen after it, can open it too (as nginx does).
 void log_reopen_files(Cycle& cycle) {
     LogMainConf* main = log_main_conf(cycle);
     if (!main) return;
+    uid_t owner = geteuid() == 0 ? worker_uid(cycle) : uid_t(-1);
     for (auto& file : main->files) {
         flush_log_file(*file);
         int fd = ::open(file->path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -271,6 +253,8 @@ void log_reopen_files(Cycle& cycle) {
             SLUICE_LOG(LogLevel::Alert, "open() \"%s\" failed (%d: %s)", file->path.c_str(), errno, strerror(errno));
             continue;
         }
+        if (owner != uid_t(-1) && fchown(fd, owner, gid_t(-1)) == -1)
+            SLUICE_LOG(LogLevel::Alert, "fchown() \"%s\" failed (%d: %s)", file->path.c_str(), errno, strerror(errno));
         if (::dup3(fd, file->fd, O_CLOEXEC) < 0)
             SLUICE_LOG(LogLevel::Alert, "dup3() for \"%s\" failed (%d: %s)", file->path.c_str(), errno, strerror(errno));
         ::close(fd);
@@ -285,7 +269,6 @@ bool add_log_variables(Variables& variables) {
     };
     static const Fallback kFallbacks[] = {
         {"remote_user", get_remote_user, kVarChangeable},
-        {"time_iso8601", get_time_iso8601, kVarNoCache},
     };
     for (const Fallback& f : kFallbacks)
         if (variables.lookup(f.name) < 0 && variables.add(f.name, f.get, 0, f.flags) < 0) return false;

@@ -73,7 +73,9 @@ bool init_core_conf(ConfContext& cx, ModuleConf& mc) {
     if (!c.pid) c.pid = cx.full_path(SLUICE_PID_PATH);
     if (!c.worker_shutdown_timeout_ms) c.worker_shutdown_timeout_ms = 0;  // 0: wait for requests to finish
     if (!c.error_log_path) {
-        c.error_log_path = cx.full_path(SLUICE_ERROR_LOG_PATH);
+        // `-e` names the log when the configuration does not, as in nginx.
+        const std::string& e = cx.cycle().options.error_log;
+        c.error_log_path = !e.empty() ? e : cx.full_path(SLUICE_ERROR_LOG_PATH);
         c.error_log_level = LogLevel::Error;
     }
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);

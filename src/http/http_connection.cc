@@ -83,7 +83,13 @@ void HttpConnection::on_timer(evutil_socket_t, short, void* arg) {
         c.close();
         return;
     case State::Processing:
-        // Only armed while output is blocked: send_timeout.
+        if (c.body_reader_ && !c.write_armed_) {
+            SLUICE_LOG(LogLevel::Info, "*%llu client timed out (110: Connection timed out) while reading client request body, client: %s",
+                       static_cast<unsigned long long>(c.number_), std::string(c.peer_text()).c_str());
+            c.end_body(408);
+            return;
+        }
+        // Armed while output is blocked: send_timeout.
         SLUICE_LOG(LogLevel::Info, "*%llu client timed out (110: Connection timed out) while sending response to client, client: %s",
                    static_cast<unsigned long long>(c.number_), std::string(c.peer_text()).c_str());
         c.close();
@@ -106,6 +112,10 @@ void HttpConnection::on_read(evutil_socket_t, short, void* arg) {
         break;
     }
     default:
+        if (c.body_reader_ && !c.body_paused_) {
+            c.pump_body();
+            break;
+        }
         // Not reading during processing: level-triggered reads would spin.
         event_del(&c.read_ev_);
         c.reading_ = false;
@@ -250,8 +260,9 @@ void HttpConnection::request_done() {
     if (keep && requests_ >= *r.core_conf().keepalive_requests) keep = false;
     bool body_unread = body_left_ > 0 || body_chunked_;
     if (body_unread && r.head_.expect_continue && end_ == start_) keep = false;  // the client waits for 100; don't wait for it
-    uint64_t keepalive_ms = *r.core_conf().keepalive_timeout_ms;
-    if (keepalive_ms == 0) keep = false;
+    keepalive_ms_ = *r.core_conf().keepalive_timeout_ms;
+    uint64_t body_timeout_ms = *r.core_conf().client_body_timeout_ms;
+    if (keepalive_ms_ == 0) keep = false;
     complete_request(r);  // log phase
     request_.reset();
     arena_.release();
@@ -262,13 +273,30 @@ void HttpConnection::request_done() {
     }
     if (body_unread) {
         state_ = State::DiscardingBody;
-        arm_timer(*default_srv_->client_header_timeout_ms);
+        arm_timer(body_timeout_ms);
         return discard_body();
     }
     continue_after_request();
 }
 
 void HttpConnection::continue_after_request() {
+    if (!pipelined_.empty()) {
+        // Bytes read past a chunked body belong to the next request.
+        size_t have = end_ - start_;
+        size_t need = have + pipelined_.size();
+        if (need > buf_size_) {
+            std::unique_ptr<char[]> bigger(new char[need]);
+            memcpy(bigger.get(), buf_.get() + start_, have);
+            buf_ = std::move(bigger);
+            buf_size_ = need;
+        } else {
+            memmove(buf_.get(), buf_.get() + start_, have);
+        }
+        memcpy(buf_.get() + have, pipelined_.data(), pipelined_.size());
+        start_ = 0;
+        end_ = need;
+        pipelined_.clear();
+    }
     if (start_ < end_) {
         // A pipelined request is already here.
         memmove(buf_.get(), buf_.get() + start_, end_ - start_);
@@ -288,11 +316,7 @@ void HttpConnection::continue_after_request() {
         event_add(&read_ev_, nullptr);
         reading_ = true;
     }
-    arm_timer(75000);
-    if (default_srv_) {
-        LocationConf* root = default_srv_->root_location;
-        arm_timer(*root->core->keepalive_timeout_ms);
-    }
+    arm_timer(keepalive_ms_);
 }
 
 bool HttpConnection::consume_body(const char*& p, size_t& n) {
@@ -344,8 +368,7 @@ void HttpConnection::discard_body() {
 
 void HttpConnection::start_lingering_close() {
     // Half-close so the client reads the response before any reset caused
-    // by the bytes it is still sending.
-    flush();
+    // by the bytes it is still sending. The response is fully written by now.
     ::shutdown(fd_, SHUT_WR);
     state_ = State::Lingering;
     if (!reading_) {
@@ -366,6 +389,130 @@ void HttpConnection::close() {
     post_request_done();  // deleted from the loop, never under a handler
 }
 
+// ---- the request body ----
+
+void HttpConnection::start_body(BodyReader* reader) {
+    Request& r = *request_;
+    body_reader_ = reader;
+    body_paused_ = false;
+    if (body_chunked_) {
+        ChunkedLimits limits;
+        uint64_t max = *r.core_conf().client_max_body_size;
+        limits.max_body = max ? max : UINT64_MAX;
+        chunked_.emplace(limits);
+    }
+    if (r.head_.expect_continue && start_ == end_ && (body_left_ > 0 || body_chunked_)) {
+        queue("HTTP/1.1 100 Continue\r\n\r\n");
+        flush();
+    }
+    pump_body();
+}
+
+void HttpConnection::resume_body() {
+    if (!body_reader_ || !body_paused_) return;
+    body_paused_ = false;
+    pump_body();
+}
+
+void HttpConnection::end_body(int status) {
+    BodyReader* reader = body_reader_;
+    body_reader_ = nullptr;
+    event_del(&timer_ev_);
+    if (reader) reader->on_body_end(*request_, status);
+}
+
+HttpConnection::BodyStep HttpConnection::feed_body(const char*& p, size_t& n) {
+    Request& r = *request_;
+    for (;;) {
+        if (!body_chunked_) {
+            if (body_left_ == 0) return BodyStep::Done;
+            if (n == 0) return BodyStep::NeedData;
+            size_t take = size_t(std::min<uint64_t>(body_left_, n));
+            std::string_view data(p, take);
+            p += take;
+            n -= take;
+            body_left_ -= take;
+            bool more = body_reader_->on_body_data(r, data);
+            if (!body_reader_) return BodyStep::Stopped;
+            if (body_left_ == 0) return BodyStep::Done;
+            if (!more) return BodyStep::Paused;
+            continue;
+        }
+        if (n == 0) return BodyStep::NeedData;
+        size_t used = 0;
+        std::string_view data;
+        auto st = chunked_->decode(p, n, used, data);
+        p += used;
+        n -= used;
+        switch (st) {
+        case ChunkedDecoder::Status::Data: {
+            bool more = body_reader_->on_body_data(r, data);
+            if (!body_reader_) return BodyStep::Stopped;
+            if (!more) return BodyStep::Paused;
+            break;
+        }
+        case ChunkedDecoder::Status::Done: body_chunked_ = false; return BodyStep::Done;
+        case ChunkedDecoder::Status::Error: return BodyStep::Error;
+        case ChunkedDecoder::Status::NeedMore: return BodyStep::NeedData;
+        }
+    }
+}
+
+void HttpConnection::pump_body() {
+    Request& r = *request_;
+    constexpr size_t kBodyBufSize = 16384;
+    for (;;) {
+        // First what arrived with the head, then fresh socket reads.
+        const char* p = buf_.get() + start_;
+        size_t n = end_ - start_;
+        BodyStep step = BodyStep::NeedData;
+        if (n > 0) {
+            step = feed_body(p, n);
+            start_ = size_t(p - buf_.get());
+        }
+        if (step == BodyStep::NeedData) {
+            if (!body_buf_) body_buf_.reset(new char[kBodyBufSize]);
+            size_t want = kBodyBufSize;
+            if (!body_chunked_) want = size_t(std::min<uint64_t>(body_left_, kBodyBufSize));
+            ssize_t got = want ? ::read(fd_, body_buf_.get(), want) : 0;
+            if (got < 0 && (errno == EAGAIN || errno == EINTR)) {
+                if (!reading_) {
+                    event_add(&read_ev_, nullptr);
+                    reading_ = true;
+                }
+                arm_timer(*r.core_conf().client_body_timeout_ms);
+                return;
+            }
+            if (got <= 0) {
+                SLUICE_LOG(LogLevel::Info, "*%llu client prematurely closed connection while reading client request body, client: %s",
+                           static_cast<unsigned long long>(number_), std::string(peer_text()).c_str());
+                closing_ = true;
+                return end_body(499);
+            }
+            p = body_buf_.get();
+            n = size_t(got);
+            step = feed_body(p, n);
+            if (n > 0) pipelined_.append(p, n);  // only after a chunked body's end
+        }
+        switch (step) {
+        case BodyStep::NeedData: continue;
+        case BodyStep::Paused:
+            body_paused_ = true;
+            if (reading_) {
+                event_del(&read_ev_);
+                reading_ = false;
+            }
+            event_del(&timer_ev_);
+            return;
+        case BodyStep::Done: return end_body(0);
+        case BodyStep::Error:
+            closing_ = true;
+            return end_body(chunked_ && chunked_->error_status() ? chunked_->error_status() : 400);
+        case BodyStep::Stopped: return;
+        }
+    }
+}
+
 // ---- graceful shutdown ----
 
 void HttpConnection::on_shutdown() {
@@ -379,24 +526,24 @@ void HttpConnection::force_close() { close(); }
 
 void HttpConnection::queue(std::string_view data) {
     if (data.empty()) return;
-    out_.push_back({data.data(), data.size(), -1, 0});
+    out_.push_back({data.data(), data.size(), -1, 0, false});
     pending_bytes_ += data.size();
 }
 
-void HttpConnection::queue_file(int fd, off_t pos, off_t size) {
+void HttpConnection::queue_file(int fd, off_t pos, off_t size, bool use_sendfile) {
     if (size <= 0) return;
-    out_.push_back({nullptr, size_t(size), fd, pos});
+    out_.push_back({nullptr, size_t(size), fd, pos, !use_sendfile});
     pending_bytes_ += size_t(size);
 }
 
 bool HttpConnection::flush() {
     if (state_ == State::Closed) return false;
+    bool was_blocked = write_armed_;
     while (out_head_ < out_.size()) {
         OutItem& item = out_[out_head_];
         ssize_t n;
         if (item.file_fd >= 0) {
-            off_t pos = item.file_pos;
-            n = ::sendfile(fd_, item.file_fd, &pos, item.len);
+            n = write_file_item(item);
         } else {
             iovec iov[kMaxIov];
             size_t cnt = 0;
@@ -432,13 +579,34 @@ bool HttpConnection::flush() {
     out_.clear();
     out_head_ = 0;
     want_write(false);
-    if (request_ && state_ == State::Processing) {
+    // Tell the request only when it was waiting for the socket: a producer
+    // calling send_body must not be re-entered from inside it.
+    if (was_blocked && request_ && state_ == State::Processing) {
         event_del(&timer_ev_);
         output_drained(*request_);
-    } else if (state_ == State::Lingering) {
-        // nothing more to send
     }
     return true;
+}
+
+ssize_t HttpConnection::write_file_item(OutItem& item) {
+    if (!item.read_file) {
+        off_t pos = item.file_pos;
+        return ::sendfile(fd_, item.file_fd, &pos, item.len);
+    }
+    char chunk[16384];
+    ssize_t got = ::pread(item.file_fd, chunk, std::min(sizeof chunk, item.len), item.file_pos);
+    if (got <= 0) {
+        errno = got == 0 ? EIO : errno;  // the file shrank under us
+        return -1;
+    }
+    return ::write(fd_, chunk, size_t(got));
+}
+
+void HttpConnection::set_nodelay(bool on) {
+    if (on == nodelay_) return;
+    int v = on ? 1 : 0;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v);
+    nodelay_ = on;
 }
 
 // ---- addresses ----

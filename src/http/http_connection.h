@@ -35,7 +35,10 @@ public:
     // Queues bytes for the socket; the memory must stay valid until written
     // (the request's arena or configuration).
     void queue(std::string_view data);
-    void queue_file(int fd, off_t pos, off_t size);
+    // use_sendfile false (`sendfile off`): the file is read and written instead.
+    void queue_file(int fd, off_t pos, off_t size, bool use_sendfile = true);
+    // tcp_nodelay of the current location; a syscall only when it changes.
+    void set_nodelay(bool on);
     // Writes what is queued; returns false if the connection failed.
     bool flush();
     size_t pending() const { return pending_bytes_; }
@@ -44,6 +47,10 @@ public:
     void post_request_done();
     // Closes the connection (the object is freed from the loop).
     void close();
+
+    // The request body (see BodyReader).
+    void start_body(BodyReader* reader);
+    void resume_body();
 
     Worker& worker() const { return worker_; }
     int fd() const { return fd_; }
@@ -75,6 +82,10 @@ private:
     void request_done();
     void continue_after_request();
     void discard_body();
+    enum class BodyStep : uint8_t { NeedData, Paused, Done, Error, Stopped };
+    BodyStep feed_body(const char*& p, size_t& n);
+    void pump_body();
+    void end_body(int status);
     bool consume_body(const char*& p, size_t& n);
     void start_lingering_close();
     void arm_timer(uint64_t ms);
@@ -96,6 +107,7 @@ private:
     bool closing_ = false;  // close after the current request
     bool write_armed_ = false;
     bool reading_ = false;
+    uint64_t keepalive_ms_ = 75000;  // keepalive_timeout of the last request's location
 
     event read_ev_, write_ev_, timer_ev_, post_ev_;
 
@@ -110,6 +122,10 @@ private:
     uint64_t body_left_ = 0;
     std::optional<ChunkedDecoder> chunked_;
     bool body_chunked_ = false;
+    BodyReader* body_reader_ = nullptr;
+    bool body_paused_ = false;
+    std::unique_ptr<char[]> body_buf_;  // socket reads of body bytes past the head buffer
+    std::string pipelined_;             // bytes read past a chunked body: the next request's
 
     // Write queue.
     struct OutItem {
@@ -117,7 +133,10 @@ private:
         size_t len;
         int file_fd;
         off_t file_pos;
+        bool read_file;  // pread + write instead of sendfile
     };
+    ssize_t write_file_item(OutItem& item);
+    bool nodelay_ = true;
     std::pmr::vector<OutItem> out_;
     size_t out_head_ = 0;
     size_t pending_bytes_ = 0;

@@ -83,6 +83,12 @@ bool set_http_block(ConfContext& cx, void*) {
         }
     }
     if (ok) ok = run_postconfiguration(cx, mc);
+    if (ok) {
+        std::string name, file;
+        int line = 0;
+        if (mc.variables.undefined(name, file, line))
+            ok = cx.error_in(file, line, "unknown \"%s\" variable", name.c_str());
+    }
     if (ok) ok = build_server_tables(cx, mc);
     cx.http = saved;
     return ok;

@@ -181,7 +181,16 @@ const Def kDefs[] = {
          int n = snprintf(buf, sizeof buf, "%lld.%03lld", static_cast<long long>(ms / 1000), static_cast<long long>(ms % 1000));
          return ok(o, r.copy({buf, size_t(n)}));
      }, kVarNoCache},
-    {"time_iso8601", [](Request& r, V& o, uintptr_t) { return ok(o, time_string(r, "%Y-%m-%dT%H:%M:%S%z", true)); }, kVarNoCache},
+    {"time_iso8601", [](Request& r, V& o, uintptr_t) {
+         // ISO 8601 wants "+00:00"; strftime's %z gives "+0000".
+         V t = time_string(r, "%Y-%m-%dT%H:%M:%S%z", true);
+         if (t.size() < 5) return ok(o, t);
+         char* p = static_cast<char*>(r.arena()->allocate(t.size() + 1, 1));
+         memcpy(p, t.data(), t.size() - 2);
+         p[t.size() - 2] = ':';
+         memcpy(p + t.size() - 1, t.data() + t.size() - 2, 2);
+         return ok(o, V(p, t.size() + 1));
+     }, kVarNoCache},
     {"time_local", [](Request& r, V& o, uintptr_t) { return ok(o, time_string(r, "%d/%b/%Y:%H:%M:%S %z", true)); }, kVarNoCache},
     {"connection", [](Request& r, V& o, uintptr_t) { return ok(o, number(r, r.connection_number())); }, 0},
     {"connection_requests", [](Request& r, V& o, uintptr_t) { return ok(o, number(r, r.connection_requests())); }, 0},

@@ -87,7 +87,7 @@ inline uint64_t control_byte_mask(uint64_t word) {
 }
 
 // Returns the first byte at or after q that cannot be in a field value, or
-// `limit`. Values are most of a head's bytes, so they go 8 at a time.
+// `limit`. Values are most of a head's bytes, so they go 16 or 8 at a time.
 const char* scan_field_value(const char* q, const char* limit) {
 #if defined(__SSE2__)
     // 16 at a time: bytes <= 0x1F (unsigned) or == 0x7F.
@@ -293,7 +293,7 @@ bool add_request_field(const Header& field, uint8_t minor, Framing& framing, Cur
         return add_transfer_codings(field.value, framing, c);
     case Field::Connection: return add_connection_options(field.value, framing, c);
     case Field::Expect:
-        if (!field_name_is(field.value, "100-continue")) return c.reject(417, "unsupported Expect");
+        if (!token_is(field.value, "100-continue")) return c.reject(417, "unsupported Expect");
         framing.expect_continue = true;
         return true;
     case Field::Upgrade:

@@ -28,6 +28,8 @@ void append_uint_pmr(std::pmr::string& out, uint64_t v) {
 }
 }  // namespace
 
+void drop_underscore_headers(RequestHead& head);
+
 // The phase machinery, a friend of Request.
 struct RequestEngine {
     static bool find_config(Request& r);
@@ -117,6 +119,9 @@ std::string_view Request::request_id() {
 }
 
 size_t Request::output_pending() const { return conn_.pending(); }
+
+void Request::read_body(BodyReader* reader) { conn_.start_body(reader); }
+void Request::resume_body() { conn_.resume_body(); }
 
 void Request::set_drain_handler(void (*fn)(Request&, void*), void* arg) {
     drain_fn_ = fn;
@@ -264,6 +269,12 @@ bool Request::send_header() {
         else chunked_ = true;
     }
     if (closes_connection(status)) keep_alive_ = false;
+    // Say "close" on the last request a connection may carry.
+    if (conn_.requests() >= *core_conf().keepalive_requests || *core_conf().keepalive_timeout_ms == 0 ||
+        conn_.worker().shutting_down())
+        keep_alive_ = false;
+
+    conn_.set_nodelay(*core_conf().tcp_nodelay);
 
     std::pmr::string h(arena_);
     h.reserve(256);
@@ -321,7 +332,7 @@ bool Request::send_body(BodyChain& chain) {
         conn_.queue({line, size_t(n)});
     }
     for (const BodyBuf& b : chain.bufs) {
-        if (b.file_fd >= 0) conn_.queue_file(b.file_fd, b.file_pos, b.file_size);
+        if (b.file_fd >= 0) conn_.queue_file(b.file_fd, b.file_pos, b.file_size, *core_conf().sendfile);
         else conn_.queue(b.data);
     }
     if (chunked_ && size > 0) conn_.queue("\r\n");
@@ -471,6 +482,7 @@ bool setup_uri(Request& r, std::string_view target, std::string_view& uri, std::
     std::string_view path = parts.path;
     // Fast path: nothing to decode, no dot segment, no double slash.
     bool plain = path.size() > 0 && path[0] == '/';
+    // (with merge_slashes off, "//" is normalized by the slow path, which keeps it)
     for (size_t i = 0; plain && i < path.size(); ++i) {
         char c = path[i];
         if (c == '%' || (c == '/' && i + 1 < path.size() && (path[i + 1] == '/' || path[i + 1] == '.'))) plain = false;
@@ -484,9 +496,11 @@ bool setup_uri(Request& r, std::string_view target, std::string_view& uri, std::
         return true;
     }
     static std::string normalized;
+    // Server-level settings: the location is not known yet.
+    const CoreLocConf& sc = *r.server().root_location->core;
     NormalizeOptions opts;
-    opts.merge_slashes = true;
-    opts.allow_encoded_slash = false;
+    opts.merge_slashes = *sc.merge_slashes;
+    opts.allow_encoded_slash = *sc.allow_encoded_slashes;
     int rc = normalize_path(path, opts, normalized);
     if (rc != 0) {
         status = rc;
@@ -539,6 +553,7 @@ bool RequestEngine::setup(Request& r) {
     r.host_ = normalize_host(r, r.head_.host);
     r.server_ = find_server(*static_cast<AddressServers*>(c.listening().data), r.host_, &r);
     r.loc_ = r.server_->root_location;
+    if (!*r.server_->underscores_in_headers) drop_underscore_headers(r.head_);
     int status = 0;
     if (!setup_uri(r, r.head_.target, r.uri_, r.args_, status)) {
         SLUICE_LOG(LogLevel::Info, "*%llu client sent invalid request target \"%.*s\", client: %s",
@@ -555,6 +570,13 @@ bool RequestEngine::setup(Request& r) {
 
 void run_request(Request& r) {
     if (RequestEngine::setup(r)) RequestEngine::run_phases(r);
+}
+
+// nginx ignores header names with "_" unless underscores_in_headers is on: a
+// backend that folds "_" into "-" would otherwise see a header the gateway
+// never checked (X_Forwarded_For vs X-Forwarded-For).
+void drop_underscore_headers(RequestHead& head) {
+    std::erase_if(head.headers, [](const Header& h) { return h.name.find('_') != std::string_view::npos; });
 }
 
 void reject_request(Request& r, int status) {

@@ -51,6 +51,18 @@ struct HeadersOut {
     const Header* find(std::string_view name) const;
 };
 
+// Receives a request body as it arrives, with its framing removed.
+class BodyReader {
+public:
+    virtual ~BodyReader() = default;
+    // Body bytes, valid only during the call. Return false to pause until
+    // Request::resume_body() (backpressure).
+    virtual bool on_body_data(Request&, std::string_view data) = 0;
+    // The body ended: 0 when complete, else the status to answer with:
+    // 400 bad framing, 408 client_body_timeout, 413 too large, 499 the client closed.
+    virtual void on_body_end(Request&, int status) = 0;
+};
+
 class Request {
 public:
     Request(HttpConnection& conn, std::pmr::memory_resource* arena);
@@ -131,9 +143,12 @@ public:
     void named_redirect(LocationConf& loc);
 
     // ---- body of the request ----
-    // Reads and discards the request body (needed before keep-alive reuse);
-    // called by the core when the content handler did not read it.
     bool body_expected() const { return head_.body != RequestHead::Body::None; }
+    // Starts delivering the body to `reader` (sends 100 Continue when the
+    // client waits for it). A body the content handler never reads is
+    // discarded by the core before the connection is reused.
+    void read_body(BodyReader* reader);
+    void resume_body();
 
     // ---- regex captures ----
     struct Captures {

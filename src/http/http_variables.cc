@@ -11,7 +11,7 @@ namespace sluice::http {
 int Variables::add(std::string_view name, VariableGetter get, uintptr_t data, unsigned flags) {
     for (auto& d : defs_) {
         if (d.name != name) continue;
-        if (!(d.flags & kVarChangeable)) return -1;
+        if (!(d.flags & (kVarChangeable | kVarPending))) return -1;
         d.get = get;
         d.data = data;
         d.flags = flags;
@@ -32,8 +32,14 @@ void Variables::add_prefix(std::string_view prefix, VariableGetter get, unsigned
 }
 
 int Variables::add_indexed(std::string_view name) {
-    for (auto& d : defs_)
-        if (d.name == name) return d.index;
+    for (auto& d : defs_) {
+        if (d.name != name) continue;
+        if (d.flags & kVarPending) {
+            d.flags = kVarIndexed | kVarChangeable;
+            d.get = nullptr;
+        }
+        return d.index;
+    }
     return add(name, nullptr, 0, kVarIndexed | kVarChangeable);
 }
 
@@ -109,6 +115,25 @@ void set_regex_captures(Request& r, const Regex& re, std::string_view subject, c
     }
 }
 
+int Variables::reference(std::string_view name, const std::string& file, int line) {
+    int idx = lookup(name);
+    if (idx >= 0) return idx;
+    idx = add(name, nullptr, 0, kVarPending);
+    pending_.push_back({idx, file, line});
+    return idx;
+}
+
+bool Variables::undefined(std::string& name, std::string& file, int& line) const {
+    for (const PendingRef& p : pending_) {
+        if (!(defs_[size_t(p.index)].flags & kVarPending)) continue;
+        name = defs_[size_t(p.index)].name;
+        file = p.file;
+        line = p.line;
+        return true;
+    }
+    return false;
+}
+
 // ---- complex values ----
 
 namespace {
@@ -148,7 +173,7 @@ bool ComplexValue::compile(ConfContext& cx, std::string_view text) {
             name = text.substr(start, i - start);
         }
         if (name.empty()) return cx.error("invalid variable name in \"%.*s\"", int(text.size()), text.data());
-        int idx = vars.lookup(name);
+        int idx = vars.reference(name, std::string(cx.statement().file), cx.statement().line);
         if (idx < 0) return cx.error("unknown \"%.*s\" variable", int(name.size()), name.data());
         if (!literal.empty()) parts_.push_back({std::move(literal), -1});
         literal.clear();

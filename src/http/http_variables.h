@@ -26,6 +26,7 @@ enum VariableFlags : unsigned {
     kVarNoCache = 1u << 0,    // value can change during the request ($status, $request_time)
     kVarChangeable = 1u << 1, // may be redefined by `set`/`map` (a second `add` replaces the getter)
     kVarIndexed = 1u << 2,    // value is stored per request (set by regex captures); no getter
+    kVarPending = 1u << 3,    // referenced before it was defined (a later map, a module's postconfiguration)
 };
 
 struct VariableDef {
@@ -49,6 +50,12 @@ public:
 
     // Resolves a name used in the configuration; -1 when unknown.
     int lookup(std::string_view name);
+    // As lookup, but an unknown name becomes a pending variable that a later
+    // directive or module may define; where it was first used is kept for
+    // the error if nothing does (see undefined()).
+    int reference(std::string_view name, const std::string& file, int line);
+    // The first variable referenced but never defined, with where it was used.
+    bool undefined(std::string& name, std::string& file, int& line) const;
     const VariableDef& def(int index) const { return defs_[size_t(index)]; }
     size_t count() const { return defs_.size(); }
 
@@ -61,6 +68,12 @@ private:
     };
     std::vector<Prefix> prefixes_;
     std::vector<std::unique_ptr<std::string>> suffixes_;
+    struct PendingRef {
+        int index;
+        std::string file;
+        int line;
+    };
+    std::vector<PendingRef> pending_;
 };
 
 // Evaluates variable `index` for the request (cached per request unless kVarNoCache).

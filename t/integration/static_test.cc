@@ -52,6 +52,8 @@ std::string big_body() {
 }
 
 void write_tree(const TempDir& d) {
+    // Workers started by root run as nobody: they must be able to enter the prefix.
+    chmod(d.path().c_str(), 0755);
     d.write("html/index.html", "root index\n");
     d.write("html/a.txt", "alpha\n");
     d.write("html/style.css", "body{}\n");
@@ -359,8 +361,9 @@ size_t open_fd_count(pid_t pid) {
 }
 
 TEST_F(StaticTest, FileDescriptorsAreClosedAfterEachRequest) {
-    auto workers = daemon_.worker_pids();
-    ASSERT_FALSE(workers.empty());
+    // The master accepts on the listening socket before its worker is up.
+    std::vector<pid_t> workers;
+    ASSERT_TRUE(wait_until([&] { return !(workers = daemon_.worker_pids()).empty(); }, kDefaultTimeout));
     Conn c(port());
     ASSERT_TRUE(c.connected());
     auto request = [&](std::string_view target, bool head) {
@@ -388,7 +391,6 @@ TEST(StaticPermissions, UnreadableFileIs403) {
     Daemon d(main + std::string(kStaticConfig));
     write_tree(d.dir());
     d.dir().write("html/private.txt", "private\n");
-    chmod(d.prefix().c_str(), 0755);
     chmod(d.dir().path("html").c_str(), 0755);
     chmod(d.dir().path("html/private.txt").c_str(), 0600);
     if (geteuid() != 0) chmod(d.dir().path("html/private.txt").c_str(), 0000);

@@ -4,7 +4,7 @@
 // through a ConfContext set up as inside http{}.
 #include <gtest/gtest.h>
 
-#include <cmath>
+#include <map>
 #include <string>
 #include <vector>
 

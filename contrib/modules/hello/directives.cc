@@ -33,8 +33,8 @@ bool set_require_header(ConfContext& cx, void* conf) {
 
 const Directive kDirectives[] = {
     {"hello_require_header", kLocationContext, Args(2), ConfLevel::Location, set_require_header},
-    // A one-value directive needs no code of its own, e.g.:
-    // {"hello_greeting", kHttpAnyContext, Args(1), ConfLevel::Location, set_string<&HelloLocConf::greeting>},
+    // A one-value directive needs no setter of its own: set_flag<&HelloLocConf::field>,
+    // set_string, set_msec... (core/conf.h) do the parsing and the duplicate check.
 };
 
 std::unique_ptr<ModuleConf> create_loc_conf() { return std::make_unique<HelloLocConf>(); }
