@@ -74,6 +74,17 @@ bool parse_escape(ConfContext& cx, std::string_view value, LogEscape& out) {
     return true;
 }
 
+// A variable may be defined after the format that uses it (a later map, a
+// module's postconfiguration): the core reports the ones nothing defines,
+// with the file and line of the statement being read.
+void resolve_format(ConfContext& cx, LogFormat& format) {
+    Variables& variables = current_main_conf(cx).variables;
+    std::string file(cx.statement().file);
+    int line = cx.statement().line;
+    for (LogOp& op : format.ops)
+        if (op.is_variable && op.variable < 0) op.variable = variables.reference(op.text, file, line);
+}
+
 // log_format NAME [escape=default|json|none] STRING...
 bool set_log_format(ConfContext& cx, void* conf) {
     auto& main = *static_cast<LogMainConf*>(conf);
@@ -81,7 +92,6 @@ bool set_log_format(ConfContext& cx, void* conf) {
     if (main.find_format(name)) return cx.error("duplicate \"log_format\" name \"%s\"", name.c_str());
     auto format = std::make_unique<LogFormat>();
     format->name = name;
-    format->statement = &cx.statement();
     size_t first = 1;
     std::string_view arg1 = cx.arg(1);
     if (arg1.starts_with("escape=")) {
@@ -93,6 +103,7 @@ bool set_log_format(ConfContext& cx, void* conf) {
     std::string err;
     for (size_t i = first; i < cx.arg_count(); ++i)
         if (!parse_format(cx.arg(i), format->ops, err)) return cx.error("%s", err.c_str());
+    resolve_format(cx, *format);
     main.formats.push_back(std::move(format));
     return true;
 }
@@ -198,19 +209,11 @@ std::unique_ptr<ModuleConf> create_main_conf() {
 
 std::unique_ptr<ModuleConf> create_loc_conf() { return std::make_unique<LogLocConf>(); }
 
-// The compiled-in default lives under the compiled-in prefix; like nginx's
-// "logs/access.log" it then follows the prefix given with -p.
-std::string default_log_path(ConfContext& cx) {
-    std::string_view path = SLUICE_HTTP_LOG_PATH;
-    std::string_view compiled_prefix = SLUICE_PREFIX;
-    if (path.starts_with(compiled_prefix)) path.remove_prefix(compiled_prefix.size());
-    return cx.full_path(path);
-}
-
 std::shared_ptr<AccessLogList> default_logs(ConfContext& cx) {
     LogMainConf& main = log_main_conf(cx);
     if (main.default_logs) return main.default_logs;
-    LogFile* file = open_log_file(cx, main, default_log_path(cx));
+    // configure makes a default under the prefix relative: it follows -p, as nginx's.
+    LogFile* file = open_log_file(cx, main, cx.full_path(SLUICE_HTTP_LOG_PATH));
     if (!file) return nullptr;
     main.default_logs = std::make_shared<AccessLogList>();
     main.default_logs->push_back({file, main.find_format(kCombinedName), nullptr});
@@ -230,22 +233,11 @@ bool merge_loc_conf(ConfContext& cx, const ModuleConf& parent_conf, ModuleConf& 
     return child.logs != nullptr;
 }
 
-bool resolve_format(ConfContext& cx, Variables& variables, LogFormat& format) {
-    for (LogOp& op : format.ops) {
-        if (!op.is_variable) continue;
-        op.variable = variables.lookup(op.text);
-        if (op.variable >= 0) continue;
-        if (format.statement) return cx.error_at(*format.statement, "unknown \"%s\" variable", op.text.c_str());
-        return cx.error("unknown \"%s\" variable in the \"%s\" log format", op.text.c_str(), format.name.c_str());
-    }
-    return true;
-}
-
 bool postconfiguration(ConfContext& cx, HttpPhases& phases) {
-    Variables& variables = current_main_conf(cx).variables;
-    if (!add_log_variables(variables)) return cx.error("the log module's variables are already defined");
-    for (auto& format : log_main_conf(cx).formats)
-        if (!resolve_format(cx, variables, *format)) return false;
+    if (!add_log_variables(current_main_conf(cx).variables))
+        return cx.error("the log module's variables are already defined");
+    // "combined" was made without a configuration to resolve it in.
+    resolve_format(cx, *log_main_conf(cx).formats.front());
     phases.add(Phase::Log, log_handler);
     return true;
 }

@@ -36,10 +36,6 @@ struct LogFormat {
     std::string name;
     LogEscape escape = LogEscape::Default;
     std::vector<LogOp> ops;
-    // Variables are resolved after the http{} block is read, so that formats
-    // may use variables that modules define in postconfiguration; errors then
-    // point here (null for the built-in "combined").
-    const conf::Statement* statement = nullptr;
 };
 
 // A file access logs write to: opened once per path by the master while the

@@ -92,7 +92,7 @@ char* append_escaped(char* p, std::string_view v, LogEscape escape) {
     case LogEscape::Json: return escape_json(p, v);
     case LogEscape::None: break;
     }
-    memcpy(p, v.data(), v.size());
+    if (!v.empty()) memcpy(p, v.data(), v.size());  // an empty view may have no data pointer
     return p + v.size();
 }
 
@@ -270,8 +270,12 @@ bool add_log_variables(Variables& variables) {
     static const Fallback kFallbacks[] = {
         {"remote_user", get_remote_user, kVarChangeable},
     };
-    for (const Fallback& f : kFallbacks)
-        if (variables.lookup(f.name) < 0 && variables.add(f.name, f.get, 0, f.flags) < 0) return false;
+    for (const Fallback& f : kFallbacks) {
+        // Defined unless something else defined it; a use before now is pending.
+        int index = variables.lookup(f.name);
+        bool defined = index >= 0 && !(variables.def(index).flags & kVarPending);
+        if (!defined && variables.add(f.name, f.get, 0, f.flags) < 0) return false;
+    }
     return true;
 }
 

@@ -38,6 +38,7 @@ std::string_view concat(Request& r, std::initializer_list<std::string_view> part
     char* out = static_cast<char*>(r.arena()->allocate(total + 1, 1));
     size_t pos = 0;
     for (std::string_view p : parts) {
+        if (p.empty()) continue;  // an empty view may have no data pointer
         memcpy(out + pos, p.data(), p.size());
         pos += p.size();
     }
@@ -400,8 +401,8 @@ Next index_error(Request& r, std::string_view path, int err) {
 }
 
 // After an index file was not found: tells a missing directory (404) from a
-// directory without that file (try the next one). Returns false with `result`
-// set when the request is answered.
+// directory without that file (try the next one). Returns true, with
+// `result` set, when that answers the request.
 bool directory_missing(Request& r, std::string_view dir, Next& result) {
     struct stat st;
     if (stat(dir.data(), &st) == 0) {

@@ -25,6 +25,11 @@ public:
     const std::vector<std::pair<std::string, int>>& named_groups() const { return names_; }
     const std::string& pattern() const { return pattern_; }
 
+    // (group, variable index) of each named group, filled once by the http
+    // layer so a match stores captures without looking names up.
+    mutable std::vector<std::pair<int, int>> capture_variables;
+    mutable bool capture_variables_bound = false;
+
     // Matches `subject`. On success `ovector` (2 * (capture_count()+1)
     // entries, offsets into subject; unset groups are -1) is filled when non-null.
     bool match(std::string_view subject, size_t* ovector, size_t ovector_size) const;

@@ -130,6 +130,15 @@ void Worker::begin_graceful_shutdown() {
     shutting_down_ = true;
     SLUICE_LOG(LogLevel::Notice, "gracefully shutting down");
     stop_listening();
+    // Close this worker's copies of the listening sockets so the kernel stops
+    // queueing connections for a worker that will not accept them (the master
+    // and the new workers keep theirs).
+    for (auto& l : cycle_.listening()) {
+        for (int& fd : l->fds) {
+            if (fd >= 0) ::close(fd);
+            fd = -1;
+        }
+    }
     for (Closeable* c = head_; c;) {
         Closeable* next = c->next_;  // on_shutdown may close and unregister c
         c->on_shutdown();

@@ -516,8 +516,13 @@ void HttpConnection::pump_body() {
 // ---- graceful shutdown ----
 
 void HttpConnection::on_shutdown() {
-    if (state_ == State::Idle || (state_ == State::ReadingHead && end_ == start_)) return close();
     closing_ = true;
+    if (state_ == State::Idle || (state_ == State::ReadingHead && end_ == start_)) {
+        // A request may already be in the socket: serve it rather than reset it.
+        char byte;
+        if (::recv(fd_, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) return;
+        close();
+    }
 }
 
 void HttpConnection::force_close() { close(); }

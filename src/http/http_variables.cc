@@ -107,10 +107,17 @@ void set_regex_captures(Request& r, const Regex& re, std::string_view subject, c
     r.captures.pairs = pairs;
     // Named groups are variables of their own that keep their value after
     // later matches, as in nginx.
-    auto& vars = main_of(r).variables;
-    for (auto& [name, group] : re.named_groups()) {
-        int idx = vars.lookup(name);
-        if (idx < 0 || size_t(group) >= pairs || ov[2 * group] == size_t(-1)) continue;
+    if (!re.capture_variables_bound) {
+        // Once per regex and worker; the names were defined at load time.
+        auto& vars = main_of(r).variables;
+        for (auto& [name, group] : re.named_groups()) {
+            int idx = vars.lookup(name);
+            if (idx >= 0 && (vars.def(idx).flags & kVarIndexed)) re.capture_variables.emplace_back(group, idx);
+        }
+        re.capture_variables_bound = true;
+    }
+    for (auto [group, idx] : re.capture_variables) {
+        if (size_t(group) >= pairs || ov[2 * group] == size_t(-1)) continue;
         set_variable(r, idx, r.captures.subject.substr(ov[2 * group], ov[2 * group + 1] - ov[2 * group]));
     }
 }

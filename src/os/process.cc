@@ -140,6 +140,16 @@ void give_log_to_workers(const Cycle& cycle) {
         SLUICE_LOG(LogLevel::Alert, "chown(\"%s\", %d) failed %s", path.c_str(), int(id.uid), errno_text(errno).c_str());
 }
 
+bool worker_user(const Cycle& cycle, uid_t& uid, gid_t& gid) {
+    if (geteuid() != 0) return false;
+    WorkerIdentity id;
+    std::string err;
+    if (!worker_identity(cycle.core(), id, err)) return false;
+    uid = id.uid;
+    gid = id.gid;
+    return true;
+}
+
 bool init_worker_process(const Cycle& cycle, std::string& err) {
     const CoreConf& core = cycle.core();
     // Raised while still root: an unprivileged process may not raise its hard limit.
@@ -417,6 +427,10 @@ void Master::reopen_logs() {
     SLUICE_LOG(LogLevel::Notice, "reopening logs");
     ErrorLog::instance().reopen();
     give_log_to_workers(*cycle_);
+    // Modules' logs too: created here by root and handed to the workers'
+    // user (see worker_user), so that the workers can open them again.
+    for (int i = 0; compiled_modules[i]; ++i)
+        if (compiled_modules[i]->reopen_files) compiled_modules[i]->reopen_files(*cycle_);
     if (daemonized) redirect_stderr_to_log();
     signal_workers(SIGUSR1);
 }

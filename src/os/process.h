@@ -4,6 +4,7 @@
 // logs, USR2 binary upgrade, CHLD respawn); or, with `master_process off`, a
 // single process that is its own worker.
 #pragma once
+#include <sys/types.h>
 #include <memory>
 #include <string>
 
@@ -31,6 +32,10 @@ bool open_cycle_error_log(const Cycle& cycle, std::string& err);
 // `daemon on`: fork (the parent exits 0), setsid, stdin and stdout to
 // /dev/null, stderr to the error log (to /dev/null when that is stderr).
 bool daemonize(std::string& err);
+
+// When running as root: the user and group workers run as (files the
+// master creates for workers are handed to them). False otherwise.
+bool worker_user(const Cycle& cycle, uid_t& uid, gid_t& gid);
 
 // Both write the pid file, run until stopped, remove it, and return the exit
 // code of the process. The cycle's listening sockets and zones are open.

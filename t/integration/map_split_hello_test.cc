@@ -186,13 +186,14 @@ TEST(MapSplitHelloConfig, ErrorsNameFileAndLine) {
                 HasSubstr("\"hello_require_header\" directive is not allowed here in CONF:6"));
 }
 
-// nginx resolves variable names once the whole http{} block is read, so a map
-// may come after the directives that use it. sluice's Variables::lookup()
-// resolves names as they are read; enable this when it defers them.
-TEST(MapSplitHelloConfig, DISABLED_MapDefinedAfterItsUse) {
+// As in nginx, a map may come after the directives that use its variable, and
+// a variable nothing defines is reported where it is used.
+TEST(MapSplitHelloConfig, MapDefinedAfterItsUse) {
     EXPECT_EQ(check_config("server {\n  listen 127.0.0.1:{{PORT}};\n  location / { return 200 $late; }\n}\n"
                            "map $uri $late { default 1; }\n"),
               "<accepted>");
+    EXPECT_THAT(check_config("server {\n  listen 127.0.0.1:{{PORT}};\n  location / { return 200 $nosuch; }\n}\n"),
+                ::testing::HasSubstr("unknown \"nosuch\" variable in CONF:8"));
 }
 
 }  // namespace

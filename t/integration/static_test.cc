@@ -38,6 +38,7 @@ http {
         location = /idx/index.html { root {{PREFIX}}/other; }
         location /multi/ { index missing.html second.html; }
         location /slashroot/ { root {{PREFIX}}/html/; }
+        location /vars/ { add_header X-File $request_filename; add_header X-Root $document_root; }
     }
 }
 )";
@@ -68,6 +69,7 @@ void write_tree(const TempDir& d) {
     d.write("html/zero.txt", "");
     d.write("html/big.bin", big_body());
     d.write("html/slashroot/x.txt", "slash root\n");
+    d.write("html/vars/x.txt", "vars\n");
     d.write("other/idx/index.html", "other idx\n");
     d.write("data/a.txt", "aliased\n");
     d.write("secret.txt", kSecret);
@@ -310,6 +312,16 @@ TEST_F(StaticTest, RootWithTrailingSlash) {
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 200);
     EXPECT_EQ(r->body, "slash root\n");
+}
+
+// The variables are defined in postconfiguration; directives read before
+// that may use them all the same.
+TEST_F(StaticTest, Variables) {
+    auto r = http_get(port(), "/vars/x.txt");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->header("X-File"), path("html/vars/x.txt"));
+    EXPECT_EQ(r->header("X-Root"), path("html"));
 }
 
 TEST_F(StaticTest, AliasWithoutTrailingSlashCannotClimb) {

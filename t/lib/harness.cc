@@ -2,6 +2,7 @@
 //
 //   g++ -std=c++20 -Wall -Wextra -It/lib -o /tmp/harness_test t/integration/harness_test.cc t/lib/harness.cc -lgtest -lgtest_main -pthread
 
+#include <sys/stat.h>
 #include "harness.h"
 
 #include <arpa/inet.h>
@@ -355,6 +356,9 @@ TempDir::TempDir(std::string_view name_prefix) {
     std::string pattern = env_or("TMPDIR", "/tmp") + "/" + std::string(name_prefix) + ".XXXXXX";
     if (!mkdtemp(pattern.data()))
         throw std::runtime_error("mkdtemp " + pattern + ": " + errno_text());
+    // Tests run as root start workers as `nobody`, which must be able to
+    // open files under the prefix by path (static files, reopened logs).
+    chmod(pattern.c_str(), 0755);
     path_ = std::move(pattern);
 }
 

@@ -342,6 +342,30 @@ TEST(MapVariable, UsableByALaterMap) {
     EXPECT_EQ(http.lookup("b", 1), "c");
 }
 
+TEST(MapVariable, UsableBeforeTheMap) {
+    // As in nginx, a map may come after the directives that use its variable:
+    // the name stays pending until the map defines it.
+    HttpLevel http;
+    ASSERT_TRUE(http.load("map $later $first { a b; }\n"
+                          "map $src $later { default a; }\n"))
+        << http.error();
+    std::string name, file;
+    int line = 0;
+    EXPECT_FALSE(http.variables().undefined(name, file, line)) << name;
+    EXPECT_EQ(http.variables().def(http.variables().lookup("later")).get, map::map_variable);
+}
+
+TEST(MapVariable, UnknownSourceIsReportedWhereUsed) {
+    HttpLevel http;
+    ASSERT_TRUE(http.load("\nmap $nosuch $x {\n}\n")) << http.error();
+    std::string name, file;
+    int line = 0;
+    ASSERT_TRUE(http.variables().undefined(name, file, line));
+    EXPECT_EQ(name, "nosuch");
+    EXPECT_EQ(file, "test.conf");
+    EXPECT_EQ(line, 2);
+}
+
 TEST(MapVariable, CannotReplaceABuiltinVariable) {
     HttpLevel http;
     EXPECT_FALSE(http.load("map $src $uri { a b; }"));
@@ -373,7 +397,6 @@ TEST(MapErrors, NameTheFileAndLine) {
         {"map $src x {\n}\n", "invalid variable name \"x\" in test.conf:1"},
         {"map $src $x $y {\n}\n", "invalid number of arguments in \"map\" directive in test.conf:1"},
         {"map $src $x;\n", "directive \"map\" has no opening \"{\" in test.conf:1"},
-        {"map $nosuch $x {\n}\n", "unknown \"nosuch\" variable in test.conf:1"},
     };
     for (const Case& c : cases) {
         HttpLevel http;

@@ -10,16 +10,6 @@ namespace sluice::hello {
 
 namespace {
 
-// The variable is defined as soon as the module's directive is read, so
-// that a `return` or `add_header` after it can use $hello_greeting. (The
-// module API has no hook that runs before the http{} block is read, where
-// nginx modules define their variables; see README.md.)
-bool add_variables(ConfContext& cx) {
-    auto& vars = http::current_main_conf(cx).variables;
-    if (vars.lookup("hello_greeting") >= 0) return true;
-    return vars.add("hello_greeting", greeting_variable, 0) >= 0;
-}
-
 // hello_require_header NAME VALUE: two arguments, so it needs a setter of its
 // own; a directive with one value uses a generic one (see kDirectives).
 bool set_require_header(ConfContext& cx, void* conf) {
@@ -28,7 +18,7 @@ bool set_require_header(ConfContext& cx, void* conf) {
     if (cx.arg(0).empty()) return cx.invalid_value(0);
     c.require_header = cx.arg(0);
     c.require_value = cx.arg(1);
-    return add_variables(cx);
+    return true;
 }
 
 const Directive kDirectives[] = {
@@ -48,10 +38,16 @@ bool merge_loc_conf(ConfContext&, const ModuleConf& parent, ModuleConf& child) {
     return true;
 }
 
-// Runs once the http{} block is read and merged.
-bool postconfiguration(ConfContext&, http::HttpPhases& phases) {
+// Runs once the http{} block is read and merged. Directives that used
+// $hello_greeting before this point hold a pending reference that this
+// definition fills in; a name nothing defines is reported after all modules
+// have run this hook.
+bool postconfiguration(ConfContext& cx, http::HttpPhases& phases) {
     phases.add(http::Phase::Access, check_header);
     phases.add_header_filter(add_hello_header);
+    auto& vars = http::current_main_conf(cx).variables;
+    if (vars.add("hello_greeting", greeting_variable, 0) < 0)
+        return cx.error("the duplicate \"hello_greeting\" variable");
     return true;
 }
 
