@@ -207,6 +207,7 @@ std::string_view ComplexValue::eval(Request& r) const {
     char* out = static_cast<char*>(r.arena()->allocate(total ? total : 1, 1));
     size_t pos = 0;
     for (size_t i = 0; i < n; ++i) {
+        if (vals[i].empty()) continue;  // an empty view may have a null data()
         memcpy(out + pos, vals[i].data(), vals[i].size());
         pos += vals[i].size();
     }
