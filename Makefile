@@ -16,6 +16,12 @@ HELLO_MODULE := contrib/modules/hello
 
 .PHONY: all build run test unit integration bench fuzz install uninstall clean deps configured
 
+# Build with every core unless the caller chose (make -jN).
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+ifeq ($(filter -j%,$(MAKEFLAGS)),)
+SUBMAKE_JOBS = -j$(JOBS)
+endif
+
 all: build
 
 deps:
@@ -28,7 +34,7 @@ $(BUILDDIR)/Makefile.vars:
 configured: $(BUILDDIR)/Makefile.vars
 
 build: configured
-	@$(MAKE) --no-print-directory -f Makefile BUILDDIR=$(BUILDDIR) $(BUILDDIR)/sluice
+	@$(MAKE) --no-print-directory $(SUBMAKE_JOBS) -f Makefile BUILDDIR=$(BUILDDIR) $(BUILDDIR)/sluice
 
 $(BUILDDIR)/sluice: $(OBJS) $(MODULES_OBJ) $(MAIN_OBJ)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LIBS)
@@ -68,12 +74,12 @@ test-configured: configured
 
 test: deps
 	@$(MAKE) --no-print-directory test-configured
-	@$(MAKE) --no-print-directory -f Makefile BUILDDIR=$(BUILDDIR) $(BUILDDIR)/sluice \
+	@$(MAKE) --no-print-directory $(SUBMAKE_JOBS) -f Makefile BUILDDIR=$(BUILDDIR) $(BUILDDIR)/sluice \
 	  $(BUILDDIR)/unit_tests $(BUILDDIR)/integration_tests $(BUILDDIR)/test_upstream
 	@BUILDDIR=$(BUILDDIR) sh t/run.sh
 
 unit: test-configured
-	@$(MAKE) --no-print-directory -f Makefile BUILDDIR=$(BUILDDIR) $(BUILDDIR)/unit_tests
+	@$(MAKE) --no-print-directory $(SUBMAKE_JOBS) -f Makefile BUILDDIR=$(BUILDDIR) $(BUILDDIR)/unit_tests
 	$(BUILDDIR)/unit_tests
 
 fuzz:
