@@ -208,6 +208,7 @@ struct ProxyCtx {
     bool upstream_eof = false;
     bool reusable = false;         // the response ended cleanly and both sides keep alive
     bool response_done = false;
+    bool extra_bytes = false;      // the upstream sent more than the response: never reused
     uint64_t body_left = 0;        // Length responses
     ChunkedDecoder decoder;
     BodyChain* chain = nullptr;
@@ -236,6 +237,14 @@ bool proxy_method_idempotent(const Request& r);
 // Per-worker reuse of the response windows and body buffers.
 char* proxy_block_get(size_t size);
 void proxy_block_put(char* block, size_t size);
+
+// The ProxyFailure bit of an upstream status (0 for the others).
+uint32_t proxy_status_failure(int status);
+// A response head with a status listed in proxy_next_upstream: true when
+// the request went to the next server instead.
+bool proxy_retry_status(ProxyCtx& ctx, uint32_t ft, int status);
+// The client's body is buffered completely: connect and send.
+void proxy_body_buffered(ProxyCtx& ctx);
 
 // ---- proxy_request.cc ----
 // Serializes the request head into ctx.head; false on an internal failure (500).

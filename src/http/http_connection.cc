@@ -256,6 +256,9 @@ void HttpConnection::reject(int status, const char* reason) {
 void HttpConnection::request_done() {
     if (!request_) return;
     Request& r = *request_;
+    // A reader the request left paused dies with it; the core discards the rest.
+    body_reader_ = nullptr;
+    body_paused_ = false;
     bool keep = r.keep_alive_ && !closing_ && !worker_.shutting_down();
     if (keep && requests_ >= *r.core_conf().keepalive_requests) keep = false;
     bool body_unread = body_left_ > 0 || body_chunked_;
@@ -387,6 +390,18 @@ void HttpConnection::close() {
     if (request_) abort_request(*request_);
     worker_.unregister_connection(this);
     post_request_done();  // deleted from the loop, never under a handler
+}
+
+int HttpConnection::detach(std::string& leftover) {
+    if (state_ == State::Closed) return -1;
+    leftover.append(buf_.get() + start_, end_ - start_);
+    leftover.append(pipelined_);
+    start_ = end_;
+    pipelined_.clear();
+    int fd = fd_;
+    fd_ = -1;
+    close();
+    return fd;
 }
 
 // ---- the request body ----

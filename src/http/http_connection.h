@@ -47,6 +47,9 @@ public:
     void post_request_done();
     // Closes the connection (the object is freed from the loop).
     void close();
+    // Request::take_over_connection: gives up the descriptor and the bytes
+    // read past the request, then closes without closing the descriptor.
+    int detach(std::string& leftover);
 
     // The request body (see BodyReader).
     void start_body(BodyReader* reader);

@@ -355,6 +355,16 @@ void Request::send_response(int status, std::string_view content_type, std::stri
     send_body(chain);
 }
 
+int Request::take_over_connection(std::string& leftover) {
+    if (finalized_ || header_sent_ || conn_.pending() > 0) return -1;
+    // Nothing more goes through HTTP: the log phase sees a sent response.
+    header_sent_ = true;
+    body_done_ = true;
+    finalized_ = true;
+    keep_alive_ = false;
+    return conn_.detach(leftover);
+}
+
 // ---- error pages and redirects ----
 
 namespace {

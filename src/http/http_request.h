@@ -139,6 +139,8 @@ public:
     void resume(Next how);
 
     // Restarts location selection with a new URI (error_page, named locations).
+    // The phases run again before these return, so a handler that calls one
+    // returns Next::Suspend: the redirected run owns the request from then on.
     void internal_redirect(std::string_view uri, std::string_view args);
     void named_redirect(LocationConf& loc);
 
@@ -149,6 +151,15 @@ public:
     // discarded by the core before the connection is reused.
     void read_body(BodyReader* reader);
     void resume_body();
+
+    // ---- protocol upgrades ----
+    // After a 101 (the proxy's WebSocket tunnel): hands the client
+    // connection to the caller and ends HTTP processing on it. Returns the
+    // descriptor, owned by the caller from now on, and appends to `leftover`
+    // the bytes already read past this request (they belong to the new
+    // protocol). The request is logged with its status and freed from the
+    // loop. -1 when a response was already started or the connection failed.
+    int take_over_connection(std::string& leftover);
 
     // ---- regex captures ----
     struct Captures {

@@ -9,12 +9,17 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/cycle.h"
 #include "http/http_core.h"
 #include "http/http_variables.h"
+
+struct event_base;
+struct evdns_base;
 
 namespace sluice {
 extern Module http_upstream_module;
@@ -33,6 +38,10 @@ struct PeerShared {
     std::atomic<uint32_t> check_fails;         // consecutive, for fails=N
     std::atomic<int32_t> active_conns;         // requests in flight across workers
     std::atomic<uint64_t> requests;            // for status pages
+    // Which address the slot holds (upstream_address_key; 0: free). Workers
+    // that resolve names on their own find one address's state here.
+    std::atomic<uint64_t> addr_key;
+    std::atomic<int64_t> seen_ms;              // last time a worker used the slot (resolve reclaims stale ones)
 };
 
 // Header of an upstream's zone: the active-health prober lease, then peers.
@@ -40,6 +49,8 @@ struct UpstreamShared {
     std::atomic<int32_t> prober_pid;           // the worker that runs health checks
     std::atomic<int64_t> prober_heartbeat_ms;  // a stale lease is taken over
     std::atomic<uint64_t> generation;          // bumped when the peer list changes (resolve)
+    uint32_t slot_count;                       // entries in peers[]
+    uint32_t static_slots;                     // [0, static_slots): servers without `resolve`
     PeerShared peers[1];                       // really peer_count entries
 };
 
@@ -55,6 +66,8 @@ struct UpstreamServerConf {
     bool resolve = false;  // re-resolved in the background with `resolver`
     std::string file;
     int line = 0;
+    std::string host;      // name part of `name` (no brackets); empty for unix:
+    uint16_t port = 80;
 };
 
 // One address of a server (a name may resolve to several).
@@ -75,11 +88,25 @@ struct Peer {
     int current_weight = 0;
     int effective_weight = 1;
     uint32_t worker_conns = 0;
+    bool probing = false;     // this worker's request is the one probe after a down period
+    size_t server_index = 0;  // into Upstream::servers
 };
 
 enum class Balancer : uint8_t { RoundRobin, LeastConn, Hash, Random, RandomTwo };
 
 class KeepalivePool;
+struct UpstreamResolveState;
+
+// `resolver ADDRESS ... [valid=TIME] [ipv4=on|off] [ipv6=on|off]`.
+struct ResolverConf {
+    std::vector<std::string> nameservers;  // "IP:port", "[IPv6]:port"
+    uint64_t valid_ms = 0;                 // 0: the answers' TTL
+    bool ipv4 = true;
+    bool ipv6 = true;
+    uint64_t timeout_ms = 30000;           // resolver_timeout
+    std::string file;
+    int line = 0;
+};
 
 struct Upstream {
     std::string name;
@@ -101,11 +128,50 @@ struct Upstream {
     std::unique_ptr<KeepalivePool> pool;  // per worker, created in init_worker
     void* health = nullptr;            // the health-check module's per-upstream data
 
+    // Derived from `peers` by upstream_init_peers().
+    uint64_t primary_weight = 0;       // sum of primary weights (hash)
+    uint64_t backup_weight = 0;
+    // `zone NAME SIZE`, accepted for nginx compatibility (the zone is always made).
+    std::string zone_name;
+    uint64_t zone_size = 0;
+    std::shared_ptr<const ResolverConf> resolver;  // `resolver` in the block, else http{}'s
+    std::optional<uint64_t> resolver_timeout_ms;
+    // Implicit upstreams (proxy_pass host[:port]).
+    std::string implicit_host;
+    uint16_t implicit_port = 80;
+    bool implicit_port_given = false;
+    bool balancer_set = false;
+    size_t slot_count = 0;             // shared slots: one per static peer, then resolve slots
+    size_t static_slots = 0;
+    // Resolve (per worker): peer lists replaced while requests still hold
+    // Peer pointers; freed once none of their peers has a request in flight.
+    struct RetiredPeers {
+        std::vector<Peer> peers;
+        int64_t since_ms = 0;
+    };
+    std::vector<std::unique_ptr<RetiredPeers>> retired_peers;
+    std::unique_ptr<UpstreamResolveState> resolve_state;
+    uint64_t random_state = 0;         // per worker, for `random`
+
     PeerShared& shared_state(const Peer& p) const { return shared->peers[p.shared_index]; }
+    bool has_resolve() const;
+
+    Upstream();
+    ~Upstream();
 };
 
 struct UpstreamMainConf : ModuleConf {
     std::vector<std::unique_ptr<Upstream>> upstreams;
+    Upstream* parsing = nullptr;  // the upstream{} being read
+    unsigned parsing_seen = 0;    // its directives seen so far (duplicates)
+};
+
+// The module's location-level configuration: the resolver used for names
+// resolved at run time (`server ... resolve`; proxy_pass with variables).
+struct UpstreamLocConf : ModuleConf {
+    std::shared_ptr<const ResolverConf> resolver;  // null: none
+    bool resolver_set = false;
+    std::optional<uint64_t> resolver_timeout_ms;
 };
 
 // ---- configuration ----
@@ -116,6 +182,43 @@ Upstream* find_upstream(ConfContext&, std::string_view name);
 // An implicit upstream for "host:port" in a proxy_pass without variables
 // (resolved now, like nginx); `err` explains a failure.
 Upstream* implicit_upstream(ConfContext&, std::string_view host_port, uint16_t default_port, std::string& err);
+// The same host:port gives the same implicit upstream; a host without a port
+// that names an upstream{} gives that upstream. `err` is "host not found",
+// "invalid port"... (callers add ` in upstream "x"`). An upstream{} later in
+// the file with the name of an implicit upstream made without a port takes
+// that object over (nginx's rule; pointers stay valid); with a port, it is
+// the error `upstream "x" may not have port N`.
+
+// Splits "host", "host:port", "[v6]", "[v6]:port" or "unix:/path".
+// On error `err` is the reason ("invalid port", "invalid host").
+bool upstream_split_address(std::string_view text, uint16_t default_port, std::string& host, uint16_t& port,
+                            bool& port_given, std::string& err);
+// Resolves host:port with getaddrinfo (blocking: configuration time only).
+bool upstream_resolve_now(const std::string& host, uint16_t port, std::vector<sockaddr_storage>& out,
+                          std::vector<socklen_t>& lens);
+// "127.0.0.1:8080", "[::1]:8080", "unix:/path".
+std::string upstream_address_text(const sockaddr_storage&, socklen_t);
+// A stable non-zero key of an address, for shared slots and the keep-alive pool.
+uint64_t upstream_address_key(const sockaddr_storage&, socklen_t);
+
+// ---- building peers (configuration, resolve, tests) ----
+
+constexpr size_t kMaxUpstreamPeers = 256;  // TriedPeers' capacity
+
+// A peer for one address of a `server` line (servers[server_index]).
+Peer upstream_make_peer(const UpstreamServerConf&, size_t server_index, const sockaddr_storage&, socklen_t);
+
+// Orders primary before backup peers, resets per-worker weights, computes
+// primary_count, the weight sums and the ketama ring (hash ... consistent).
+void upstream_init_peers(Upstream&, bool reset_weights = true);
+// Bytes of an UpstreamShared with `slots` peer entries.
+size_t upstream_shared_size(size_t slots);
+// Lays the shared state over `mem` (upstream_shared_size(u.slot_count) bytes;
+// zeroed unless `keep`, which keeps the state of addresses still present)
+// and assigns each peer its slot. slot_count/static_slots 0: one per peer.
+void upstream_attach_shared(Upstream&, void* mem, bool keep);
+// The slot for an address in the resolve region (claimed on first use).
+size_t upstream_claim_slot(Upstream&, uint64_t addr_key, int64_t now_ms);
 
 // ---- choosing a peer ----
 
@@ -136,10 +239,20 @@ Peer* upstream_select_peer(Upstream&, Request&, const TriedPeers& tried);
 
 // Reports the outcome of a request to a peer (decrements the counters; a
 // failure counts toward max_fails within fail_timeout for all workers).
+// A Peer stays valid until then even when `resolve` replaced the list (the
+// old list is retired and freed a minute after its last request is done);
+// peer indexes for TriedPeers refer to the list of the time of the choice.
 void upstream_peer_done(Upstream&, Peer&, bool failed);
 
 // True when the peer can take traffic now (used by balancers and tests).
 bool upstream_peer_usable(const Upstream&, const Peer&, int64_t now_ms);
+
+// The balancer without a request: `key` is the evaluated hash key (unused
+// by other methods). upstream_select_peer() is this with the request's key
+// and the loop's time. Increments the counters as upstream_select_peer().
+Peer* upstream_pick_peer(Upstream&, std::string_view key, const TriedPeers& tried, int64_t now_ms);
+// upstream_peer_done() at a given time.
+void upstream_peer_done_at(Upstream&, Peer&, bool failed, int64_t now_ms);
 
 // ---- keep-alive pool (per worker) ----
 
@@ -148,5 +261,62 @@ int upstream_keepalive_get(Upstream&, const Peer&, uint64_t& requests_served);
 // Caches a connection whose last response was read completely with valid
 // framing; closes it instead when the pool is full or limits are reached.
 void upstream_keepalive_put(Upstream&, const Peer&, int fd, uint64_t requests_served);
+
+// The per-worker cache of idle connections of one upstream: at most
+// `capacity`, least recently used evicted first. An idle connection that
+// becomes readable (unsolicited data or EOF) or stays idle for
+// `idle_timeout_ms` is closed.
+class KeepalivePool {
+public:
+    KeepalivePool(event_base* base, size_t capacity, uint64_t idle_timeout_ms, uint64_t max_requests);
+    ~KeepalivePool();
+    KeepalivePool(const KeepalivePool&) = delete;
+    KeepalivePool& operator=(const KeepalivePool&) = delete;
+
+    // An idle connection to this address, still open, or -1.
+    int get(const sockaddr_storage& addr, socklen_t len, uint64_t& requests_served);
+    // Caches fd, or closes it (returns false) when it served max_requests.
+    // `requests_served` counts the requests completed on the connection.
+    bool put(const sockaddr_storage& addr, socklen_t len, int fd, uint64_t requests_served);
+    size_t idle_count() const { return idle_count_; }
+    size_t capacity() const { return capacity_; }
+
+private:
+    struct Slot;
+    static void on_idle_event(int fd, short what, void* arg);
+    void unlink(Slot&);
+    void push_front(Slot&);
+    void close_slot(Slot&);
+
+    event_base* base_;
+    size_t capacity_;
+    uint64_t idle_timeout_ms_;
+    uint64_t max_requests_;
+    std::unique_ptr<Slot[]> slots_;
+    Slot* mru_ = nullptr;  // idle list, most recently used first
+    Slot* lru_ = nullptr;
+    Slot* free_ = nullptr;
+    size_t idle_count_ = 0;
+};
+
+// ---- resolve (per worker) ----
+
+// The worker's DNS resolver for `conf` (one evdns_base per distinct
+// resolver configuration and worker); null outside a worker or on failure.
+evdns_base* upstream_worker_resolver(const ResolverConf& conf);
+// Starts re-resolving the upstream's `resolve` servers on `base` (init_worker).
+bool upstream_resolve_start(Upstream&, event_base* base);
+// Stops re-resolving the upstream (its timer; lookups in flight are dropped
+// by upstream_resolve_stop_all).
+void upstream_resolve_stop(Upstream&);
+// Frees the worker's resolvers (exit_worker); lookups in flight are dropped
+// without their callbacks.
+void upstream_resolve_stop_all();
+// Replaces the addresses of one `resolve` server (index into servers) with
+// `addrs`, keeping per-address state; returns true when the list changed.
+bool upstream_apply_resolved(Upstream&, size_t server_index, const std::vector<sockaddr_storage>& addrs,
+                             const std::vector<socklen_t>& lens, int64_t now_ms);
+// Frees peer lists retired by resolve once no request holds one of their peers.
+void upstream_free_retired(Upstream&);
 
 }  // namespace sluice::http

@@ -2,20 +2,38 @@
 // and benchmarks. One process, one libevent loop, 127.0.0.1 only.
 //
 // Build: g++ -std=c++20 -O2 -Wall -Wextra -o objs/test_upstream t/lib/test_upstream.cc -levent
-// Usage: test_upstream --port N [--id NAME]
+// Usage: test_upstream --port N [--id NAME] [--fail-status NNN]
 //
 // Every request is answered with 200 and a JSON echo of what arrived:
 //   {"method":"GET","uri":"/a?b","version":"HTTP/1.1",
-//    "headers":{"host":"x","x-y":"1, 2"},"body_length":0}
+//    "headers":{"host":"x","x-y":"1, 2"},"body_length":0,"body_fnv":"cbf29ce484222325"}
 // Header names are lowercased and repeated fields are joined with ", " (RFC 9110
 // 5.3), so tests can match `"name":"value"` without caring about case. Bytes outside
 // printable ASCII are escaped as \u00XX, so the body is always valid JSON.
+// body_fnv is the 64-bit FNV-1a hash of the request body, in hex, so tests
+// can check large bodies without the upstream echoing them.
 // Special paths (the path is the request-target up to '?'):
 //   /status/NNN  answer with status NNN (200..599) and the echo body (none for 204/304)
 //   /delay/MS    answer after MS milliseconds (a timer; other connections go on)
 //   /size/N      answer with an N-byte body; byte i is "abc...z"[i % 26]
 //   /close       answer with Connection: close, then close
 //   /chunked     answer with the echo body in 16-byte chunks (until-close for HTTP/1.0)
+//   /stats       {"connections":N,"requests":M}: connections accepted and requests
+//                answered (this one included) since the start
+//   /echo-body   stream the request body back as it arrives: chunked (until-close for
+//                HTTP/1.0), with backpressure, the head sent before the body is read
+//   /stream/N    N bytes ("abc...z" repeated) chunked, ?chunk=BYTES (default 1024)
+//                every ?delay=MS (default 10) milliseconds
+//   /ws          an Upgrade: websocket answered with 101; every byte that follows
+//                is echoed back (a byte echo: frames come back as they were sent)
+//   /reset       close the connection with a TCP reset, without answering
+//   /bad/NAME    a malformed response, on a connection kept open: status-line,
+//                cl-te (Content-Length and chunked), big-header (20 KiB header),
+//                bad-chunk, truncated (Content-Length 100, 10 bytes, close),
+//                extra (Content-Length 5, 10 bytes sent), two-cl (two lengths)
+// With --fail-status NNN every request but /stats is answered with that status.
+// Every response carries X-Connection: the number of its connection (1, 2, ...),
+// so tests can see which requests shared a connection.
 // Every response carries X-Upstream-Id (--id, default: the port). Connections are kept
 // alive (HTTP/1.1 unless "Connection: close"; HTTP/1.0 with "Connection: keep-alive"),
 // and pipelined requests are answered in order.
@@ -59,7 +77,17 @@ constexpr std::string_view kAlphabet = "abcdefghijklmnopqrstuvwxyz";
 struct Options {
     uint16_t port = 0;
     std::string id;
+    int fail_status = 0;
 };
+
+constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ull;
+constexpr uint64_t kFnvPrime = 0x100000001b3ull;
+
+uint64_t fnv1a(uint64_t h, const void* data, size_t len) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < len; ++i) h = (h ^ p[i]) * kFnvPrime;
+    return h;
+}
 
 struct Request {
     std::string method;
@@ -67,6 +95,7 @@ struct Request {
     std::string version;
     std::vector<std::pair<std::string, std::string>> headers;  // lowercased names
     uint64_t body_length = 0;
+    uint64_t body_fnv = kFnvOffset;
     bool keep_alive = true;
 
     const std::string* header(std::string_view name) const {
@@ -139,7 +168,9 @@ std::string echo_json(const Request& request) {
         out += ':';
         append_json_string(out, request.headers[i].second);
     }
-    out += "},\"body_length\":" + std::to_string(request.body_length) + "}";
+    char fnv[24];
+    std::snprintf(fnv, sizeof fnv, "%016llx", static_cast<unsigned long long>(request.body_fnv));
+    out += "},\"body_length\":" + std::to_string(request.body_length) + ",\"body_fnv\":\"" + fnv + "\"}";
     return out;
 }
 
@@ -204,6 +235,9 @@ private:
     static void on_linger_end(evutil_socket_t, short, void* self) {
         delete static_cast<Connection*>(self);
     }
+    static void on_stream_tick(evutil_socket_t, short, void* self) {
+        static_cast<Connection*>(self)->stream_tick();
+    }
 
     evbuffer* input() { return bufferevent_get_input(bev_); }
     evbuffer* output() { return bufferevent_get_output(bev_); }
@@ -233,6 +267,14 @@ private:
     void write_chunked_echo(const Request& request);
     void start_size_body(const Request& request, uint64_t size);
     void refill_size_body();
+    void consume_body_bytes(size_t take);
+    void start_echo_body();
+    void start_stream(const Request& request, uint64_t size);
+    void stream_tick();
+    void start_tunnel(const Request& request);
+    void reset_connection();
+    bool respond_bad(std::string_view name);
+    void write_stats(const Request& request);
 
     Server& server_;
     bufferevent* bev_;
@@ -248,6 +290,14 @@ private:
     bool closing_ = false;      // close once the output has drained
     bool peer_eof_ = false;
     bool lingering_ = false;    // our FIN is sent; discarding input until the client's
+    bool resetting_ = false;    // /reset: freed from the loop
+    uint64_t number_ = 0;       // X-Connection
+    bool echo_ = false;         // /echo-body: the body goes back as it arrives
+    bool echo_chunked_ = false;
+    bool tunnel_ = false;       // after /ws: a byte echo
+    event* stream_timer_ = nullptr;
+    uint64_t stream_left_ = 0, stream_chunk_ = 1024, stream_delay_ms_ = 10;
+    bool stream_chunked_ = false;
 };
 
 class Server {
@@ -258,6 +308,11 @@ public:
     void run() { event_base_dispatch(base_); }
     event_base* base() const { return base_; }
     const std::string& id() const { return options_.id; }
+    int fail_status() const { return options_.fail_status; }
+    uint64_t next_connection() { return ++connections_; }
+    uint64_t connections() const { return connections_; }
+    uint64_t count_request() { return ++requests_; }
+    uint64_t requests() const { return requests_; }
 
 private:
     static void on_accept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* self);
@@ -269,9 +324,12 @@ private:
     event_base* base_ = nullptr;
     evconnlistener* listener_ = nullptr;
     std::vector<event*> signal_events_;
+    uint64_t connections_ = 0;
+    uint64_t requests_ = 0;
 };
 
-Connection::Connection(Server& server, bufferevent* bev) : server_(server), bev_(bev) {
+Connection::Connection(Server& server, bufferevent* bev)
+    : server_(server), bev_(bev), number_(server.next_connection()) {
     bufferevent_setcb(bev_, on_read, on_write, on_event, this);
     bufferevent_setwatermark(bev_, EV_READ, 0, kMaxInput);
     bufferevent_enable(bev_, EV_READ | EV_WRITE);
@@ -280,20 +338,31 @@ Connection::Connection(Server& server, bufferevent* bev) : server_(server), bev_
 Connection::~Connection() {
     if (delay_timer_) event_free(delay_timer_);
     if (linger_timer_) event_free(linger_timer_);
+    if (stream_timer_) event_free(stream_timer_);
     bufferevent_free(bev_);
 }
 
 // Parses and answers as many buffered requests as possible, then frees the
 // connection if it has nothing left to do.
 void Connection::drive() {
+    if (resetting_) return;
     if (lingering_) {
         evbuffer_drain(input(), evbuffer_get_length(input()));
         return;
     }
+    if (tunnel_) {
+        evbuffer_add_buffer(output(), input());
+        if (peer_eof_ && evbuffer_get_length(output()) == 0) delete this;
+        return;
+    }
     Step last = Step::Progress;
-    while (!busy_ && !closing_ && evbuffer_get_length(output()) < kMaxPendingOutput) {
+    while (!busy_ && !closing_ && !tunnel_ && evbuffer_get_length(output()) < kMaxPendingOutput) {
         last = step();
         if (last != Step::Progress) break;
+    }
+    if (tunnel_) {
+        evbuffer_add_buffer(output(), input());
+        return;
     }
     // After the client's EOF, a partial request can never complete.
     if (peer_eof_ && last == Step::NeedInput) closing_ = true;
@@ -317,6 +386,11 @@ void Connection::close_lingering() {
 }
 
 void Connection::written() {
+    if (resetting_) return;
+    if (tunnel_) {
+        if (peer_eof_) delete this;
+        return;
+    }
     if (size_body_remaining_ > 0) {
         refill_size_body();
         return;
@@ -325,6 +399,7 @@ void Connection::written() {
 }
 
 void Connection::handle_event(short what) {
+    if (resetting_) return;
     if ((what & BEV_EVENT_EOF) && !lingering_) {
         // A half-closed client may still be waiting for answers to what it sent.
         peer_eof_ = true;
@@ -435,15 +510,50 @@ Connection::Step Connection::headers_done() {
         evbuffer_add_printf(output(), "HTTP/1.1 100 Continue\r\n\r\n");
     state_ = chunked ? ReadState::ChunkSize : ReadState::Body;
     head_bytes_ = 0;
+    std::string_view path = std::string_view(request_.target).substr(0, request_.target.find('?'));
+    if (path == "/echo-body" && !server_.fail_status()) start_echo_body();
     return Step::Progress;
+}
+
+void Connection::start_echo_body() {
+    echo_ = true;
+    echo_chunked_ = request_.version == "HTTP/1.1";
+    if (!echo_chunked_) request_.keep_alive = false;  // HTTP/1.0: the body ends with the connection
+    server_.count_request();
+    write_head(200, request_, echo_chunked_ ? "Transfer-Encoding: chunked\r\n" : "", "application/octet-stream");
+    closing_ = false;  // write_head marks a closing connection; the body is still to come
+    bufferevent_enable(bev_, EV_READ);
+}
+
+// Hashes (and for /echo-body forwards) the next `take` body bytes of the input.
+void Connection::consume_body_bytes(size_t take) {
+    request_.body_length += take;
+    size_t left = take;
+    evbuffer_iovec vec[16];
+    while (left > 0) {
+        int n = evbuffer_peek(input(), static_cast<ev_ssize_t>(left), nullptr, vec, 16);
+        if (n <= 0) break;
+        for (int i = 0; i < n && i < 16 && left > 0; ++i) {
+            size_t len = std::min(vec[i].iov_len, left);
+            request_.body_fnv = fnv1a(request_.body_fnv, vec[i].iov_base, len);
+            left -= len;
+        }
+        if (!echo_) {
+            evbuffer_drain(input(), take - left);
+        } else {
+            if (echo_chunked_) evbuffer_add_printf(output(), "%zx\r\n", take - left);
+            evbuffer_remove_buffer(input(), output(), take - left);
+            if (echo_chunked_) evbuffer_add(output(), "\r\n", 2);
+        }
+        take = left;
+    }
 }
 
 Connection::Step Connection::read_body() {
     size_t available = evbuffer_get_length(input());
     size_t take = static_cast<size_t>(std::min<uint64_t>(available, body_remaining_));
-    evbuffer_drain(input(), take);
+    if (take) consume_body_bytes(take);
     body_remaining_ -= take;
-    request_.body_length += take;
     if (body_remaining_ > 0) return Step::NeedInput;
     return request_done();
 }
@@ -464,9 +574,8 @@ Connection::Step Connection::read_chunk_size() {
 Connection::Step Connection::read_chunk_data() {
     size_t available = evbuffer_get_length(input());
     size_t take = static_cast<size_t>(std::min<uint64_t>(available, body_remaining_));
-    evbuffer_drain(input(), take);
+    if (take) consume_body_bytes(take);
     body_remaining_ -= take;
-    request_.body_length += take;
     if (body_remaining_ > 0) return Step::NeedInput;
     state_ = ReadState::ChunkEnd;
     return Step::Progress;
@@ -493,6 +602,15 @@ Connection::Step Connection::request_done() {
     request_ = Request{};
     state_ = ReadState::RequestLine;
     head_bytes_ = 0;
+    if (echo_) {
+        echo_ = false;
+        if (echo_chunked_) evbuffer_add(output(), "0\r\n\r\n", 5);
+        if (!request.keep_alive) {
+            closing_ = true;
+            bufferevent_disable(bev_, EV_READ);
+        }
+        return Step::Progress;
+    }
     respond(request);
     return Step::Progress;
 }
@@ -516,6 +634,29 @@ void Connection::respond(const Request& request) {
         if (!path.starts_with(prefix)) return std::nullopt;
         return parse_number<uint64_t>(path.substr(prefix.size()));
     };
+    if (path == "/stats") {
+        server_.count_request();
+        write_stats(request);
+        return;
+    }
+    server_.count_request();
+    if (server_.fail_status()) {
+        write_echo(server_.fail_status(), request);
+        return;
+    }
+    if (path == "/reset") {
+        reset_connection();
+        return;
+    }
+    if (path.starts_with("/bad/") && respond_bad(path.substr(5))) return;
+    if (path == "/ws") {
+        start_tunnel(request);
+        return;
+    }
+    if (auto size = number_after("/stream/")) {
+        start_stream(request, *size);
+        return;
+    }
     if (auto status = number_after("/status/")) {
         write_echo(*status >= 200 && *status <= 599 ? static_cast<int>(*status) : 400, request);
     } else if (auto delay = number_after("/delay/")) {
@@ -546,7 +687,8 @@ void Connection::write_head(int status, const Request& request, std::string_view
     std::string head = "HTTP/1.1 " + std::to_string(status) + " " +
                        std::string(reason_phrase(status)) + "\r\n" +
                        "Content-Type: " + std::string(content_type) +
-                       "\r\nX-Upstream-Id: " + server_.id() + "\r\n" + std::string(framing);
+                       "\r\nX-Upstream-Id: " + server_.id() + "\r\nX-Connection: " +
+                       std::to_string(number_) + "\r\n" + std::string(framing);
     if (close)
         head += "Connection: close\r\n";
     else if (request.version == "HTTP/1.0")
@@ -607,6 +749,120 @@ void Connection::refill_size_body() {
     if (size_body_remaining_ == 0) busy_ = false;
 }
 
+void Connection::write_stats(const Request& request) {
+    std::string body = "{\"connections\":" + std::to_string(server_.connections()) +
+                       ",\"requests\":" + std::to_string(server_.requests()) + "}";
+    write_head(200, request, "Content-Length: " + std::to_string(body.size()) + "\r\n");
+    if (request.method != "HEAD") evbuffer_add(output(), body.data(), body.size());
+}
+
+// A value of ?name=N in the target, or `fallback`.
+uint64_t query_number(std::string_view target, std::string_view name, uint64_t fallback) {
+    size_t q = target.find('?');
+    if (q == std::string_view::npos) return fallback;
+    std::string_view query = target.substr(q + 1);
+    while (!query.empty()) {
+        size_t amp = query.find('&');
+        std::string_view item = query.substr(0, amp);
+        if (item.starts_with(name) && item.size() > name.size() && item[name.size()] == '=') {
+            if (auto v = parse_number<uint64_t>(item.substr(name.size() + 1))) return *v;
+        }
+        if (amp == std::string_view::npos) break;
+        query.remove_prefix(amp + 1);
+    }
+    return fallback;
+}
+
+void Connection::start_stream(const Request& request, uint64_t size) {
+    stream_chunked_ = request.version == "HTTP/1.1";
+    Request r = request;
+    if (!stream_chunked_) r.keep_alive = false;
+    write_head(200, r, stream_chunked_ ? "Transfer-Encoding: chunked\r\n" : "", "text/plain");
+    if (request.method == "HEAD") return;
+    stream_left_ = size;
+    stream_chunk_ = std::max<uint64_t>(1, query_number(request.target, "chunk", 1024));
+    stream_delay_ms_ = std::min(query_number(request.target, "delay", 10), kMaxDelayMs);
+    busy_ = true;
+    if (!stream_timer_) stream_timer_ = evtimer_new(server_.base(), on_stream_tick, this);
+    stream_tick();
+}
+
+void Connection::stream_tick() {
+    const std::string& pattern = size_pattern();
+    uint64_t take = std::min<uint64_t>({stream_left_, stream_chunk_, pattern.size()});
+    if (take > 0) {
+        if (stream_chunked_) evbuffer_add_printf(output(), "%llx\r\n", static_cast<unsigned long long>(take));
+        evbuffer_add(output(), pattern.data(), take);
+        if (stream_chunked_) evbuffer_add(output(), "\r\n", 2);
+        stream_left_ -= take;
+    }
+    if (stream_left_ > 0) {
+        timeval tv{static_cast<time_t>(stream_delay_ms_ / 1000),
+                   static_cast<suseconds_t>(stream_delay_ms_ % 1000 * 1000)};
+        evtimer_add(stream_timer_, &tv);
+        return;
+    }
+    if (stream_chunked_) evbuffer_add(output(), "0\r\n\r\n", 5);
+    busy_ = false;
+    drive();
+}
+
+void Connection::start_tunnel(const Request& request) {
+    const std::string* upgrade = request.header("upgrade");
+    const std::string* connection = request.header("connection");
+    if (!upgrade || !connection || !has_token(*connection, "upgrade")) {
+        write_echo(400, request);
+        return;
+    }
+    const std::string* key = request.header("sec-websocket-key");
+    std::string head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: " + *upgrade +
+                       "\r\nConnection: Upgrade\r\nX-Upstream-Id: " + server_.id() +
+                       "\r\nSec-WebSocket-Accept: " + (key ? *key : std::string("none")) + "\r\n\r\n";
+    evbuffer_add(output(), head.data(), head.size());
+    tunnel_ = true;
+    evbuffer_add_buffer(output(), input());  // bytes the client sent right after the request
+}
+
+void Connection::reset_connection() {
+    linger lg{1, 0};
+    setsockopt(bufferevent_getfd(bev_), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    // The reset happens in close(); the caller's drive() must not touch us after.
+    closing_ = true;
+    busy_ = true;
+    resetting_ = true;
+    bufferevent_disable(bev_, EV_READ | EV_WRITE);
+    evbuffer_drain(output(), evbuffer_get_length(output()));
+    event_base_once(server_.base(), -1, EV_TIMEOUT, [](evutil_socket_t, short, void* self) {
+        delete static_cast<Connection*>(self);
+    }, this, nullptr);
+}
+
+bool Connection::respond_bad(std::string_view name) {
+    std::string id = "X-Upstream-Id: " + server_.id() + "\r\nX-Connection: " + std::to_string(number_) + "\r\n";
+    std::string out;
+    if (name == "status-line") {
+        out = "HTTP/1.1 2000 OK\r\n" + id + "Content-Length: 2\r\n\r\nok";
+    } else if (name == "cl-te") {
+        out = "HTTP/1.1 200 OK\r\n" + id + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
+    } else if (name == "big-header") {
+        out = "HTTP/1.1 200 OK\r\n" + id + "X-Big: " + std::string(20 * 1024, 'b') + "\r\nContent-Length: 2\r\n\r\nok";
+    } else if (name == "bad-chunk") {
+        out = "HTTP/1.1 200 OK\r\n" + id + "Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\nzz\r\n";
+    } else if (name == "truncated") {
+        out = "HTTP/1.1 200 OK\r\n" + id + "Content-Length: 100\r\n\r\n0123456789";
+        closing_ = true;
+        bufferevent_disable(bev_, EV_READ);
+    } else if (name == "extra") {
+        out = "HTTP/1.1 200 OK\r\n" + id + "Content-Length: 5\r\n\r\nhelloworld";
+    } else if (name == "two-cl") {
+        out = "HTTP/1.1 200 OK\r\n" + id + "Content-Length: 2\r\nContent-Length: 3\r\n\r\nok";
+    } else {
+        return false;
+    }
+    evbuffer_add(output(), out.data(), out.size());
+    return true;
+}
+
 Server::~Server() {
     for (event* ev : signal_events_) event_free(ev);
     if (listener_) evconnlistener_free(listener_);
@@ -661,6 +917,10 @@ std::optional<Options> parse_options(int argc, char** argv) {
             options.port = *port;
         } else if (arg == "--id") {
             options.id = argv[++i];
+        } else if (arg == "--fail-status") {
+            auto status = parse_number<int>(argv[++i]);
+            if (!status || *status < 200 || *status > 599) return std::nullopt;
+            options.fail_status = *status;
         } else {
             return std::nullopt;
         }
@@ -675,7 +935,7 @@ std::optional<Options> parse_options(int argc, char** argv) {
 int main(int argc, char** argv) {
     auto options = parse_options(argc, argv);
     if (!options) {
-        std::fprintf(stderr, "usage: test_upstream --port N [--id NAME]\n");
+        std::fprintf(stderr, "usage: test_upstream --port N [--id NAME] [--fail-status NNN]\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);

@@ -1,0 +1,459 @@
+// proxy_pass on the request path: the content handler, choosing a server,
+// connecting (or reusing a kept-alive connection), the timeouts, and what
+// happens when an attempt fails: the next server, or 502/504.
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+
+#include "core/log.h"
+#include "core/str.h"
+#include "event/worker.h"
+#include "http/http_connection.h"
+#include "proxy.h"
+
+namespace sluice::http {
+
+namespace {
+
+// ---- per-worker reuse of response windows and body buffers ----
+
+constexpr size_t kMaxIdleBlocksPerSize = 64;
+constexpr size_t kMaxBlockSizes = 16;
+
+struct BlockClass {
+    size_t size;
+    std::vector<char*> idle;
+};
+std::vector<BlockClass> block_classes;  // one worker per process: no locking
+
+// ---- events ----
+
+void on_read(evutil_socket_t, short, void* arg) { proxy_on_readable(*static_cast<ProxyCtx*>(arg)); }
+void on_write(evutil_socket_t, short, void* arg);
+void on_timer(evutil_socket_t, short, void* arg);
+
+void assign_events(ProxyCtx& ctx) {
+    event_base* base = Worker::current().base();
+    event_assign(&ctx.rev, base, ctx.fd, EV_READ | EV_PERSIST, on_read, &ctx);
+    event_assign(&ctx.wev, base, ctx.fd, EV_WRITE | EV_PERSIST, on_write, &ctx);
+    ctx.events_ready = true;
+    ctx.reading = ctx.writing = false;
+}
+
+void release_events(ProxyCtx& ctx) {
+    if (ctx.events_ready) {
+        if (ctx.reading) event_del(&ctx.rev);
+        if (ctx.writing) event_del(&ctx.wev);
+    }
+    ctx.events_ready = ctx.reading = ctx.writing = false;
+    proxy_disarm_timer(ctx);
+}
+
+void report_peer(ProxyCtx& ctx, bool failed) {
+    if (ctx.peer_reported || !ctx.peer) return;
+    ctx.peer_reported = true;
+    upstream_peer_done(*ctx.upstream, *ctx.peer, failed);
+}
+
+void cleanup(void* arg) {
+    auto& ctx = *static_cast<ProxyCtx*>(arg);
+    proxy_close_upstream(ctx);
+    report_peer(ctx, false);
+    if (ctx.timer_ready) event_del(&ctx.timer);
+    proxy_block_put(ctx.block, ctx.block_size);
+    ctx.block = nullptr;
+    proxy_release_body(ctx);
+}
+
+// ---- choosing the target ----
+
+// 0, or the status to answer with.
+int resolve_target(ProxyCtx& ctx) {
+    Request& r = *ctx.r;
+    const ProxyTarget& t = *ctx.conf->target;
+    if (!t.has_variables) {
+        ctx.upstream = t.upstream;
+        ctx.proxy_host = t.proxy_host;
+        ctx.proxy_port = t.proxy_port;
+        ctx.uri = proxy_request_uri(ctx, {}, false);
+        return 0;
+    }
+    std::string_view url = t.url.eval(r);
+    ProxyUrl u;
+    const char* reason = nullptr;
+    if (istarts_with(url, "https://")) reason = "https upstreams are not supported yet";
+    else if (!proxy_parse_url(url, u, reason)) {}
+    if (reason) {
+        proxy_log(ctx, LogLevel::Error, 0, "invalid URL \"%.*s\" in \"proxy_pass\": %s", int(url.size()), url.data(), reason);
+        return 500;
+    }
+    const Cycle& cycle = r.connection().worker().cycle();
+    std::string_view name = u.has_port ? u.host_port : u.host;
+    ctx.upstream = find_upstream(cycle, name);
+    if (!ctx.upstream) {
+        proxy_log(ctx, LogLevel::Error, 0, "no upstream \"%.*s\" is defined (proxy_pass with variables names an upstream)",
+                  int(name.size()), name.data());
+        return 502;
+    }
+    ctx.proxy_host = u.port_number == 80 ? u.host : u.host_port;
+    ctx.proxy_port = u.port;
+    ctx.uri = proxy_request_uri(ctx, u.uri, u.has_uri);
+    return 0;
+}
+
+// ---- connecting ----
+
+void connected(ProxyCtx& ctx) {
+    ctx.connected = true;
+    ctx.attempt->connect_ms = current_msec();
+    proxy_disarm_timer(ctx);
+    proxy_want_read(ctx, true);
+    proxy_send(ctx);
+}
+
+void connect_peer(ProxyCtx& ctx, bool allow_pool) {
+    Upstream& up = *ctx.upstream;
+    Peer& peer = *ctx.peer;
+    ctx.connected = false;
+    ctx.head_filled = 0;
+    ctx.attempt->bytes_received = 0;
+    if (allow_pool && up.keepalive) {
+        uint64_t served = 0;
+        int fd = upstream_keepalive_get(up, peer, served);
+        if (fd >= 0) {
+            ctx.fd = fd;
+            ctx.from_pool = true;
+            ctx.conn_requests = served;
+            assign_events(ctx);
+            connected(ctx);
+            return;
+        }
+    }
+    ctx.from_pool = false;
+    ctx.conn_requests = 0;
+    ctx.fd = ::socket(peer.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (ctx.fd < 0) {
+        proxy_fail(ctx, kFtError, "socket() failed while connecting to upstream", errno);
+        return;
+    }
+    // Heads and small bodies go out in single writes; Nagle would only delay them.
+    int one = 1;
+    setsockopt(ctx.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    assign_events(ctx);
+    if (::connect(ctx.fd, reinterpret_cast<const sockaddr*>(&peer.addr), peer.addr_len) == 0) {
+        connected(ctx);
+        return;
+    }
+    if (errno != EINPROGRESS) {
+        proxy_fail(ctx, kFtError, "connect() failed while connecting to upstream", errno);
+        return;
+    }
+    proxy_want_write(ctx, true);
+    proxy_arm_timer(ctx, *ctx.conf->connect_timeout_ms);
+}
+
+void new_attempt(ProxyCtx& ctx) {
+    auto* a = ctx.r->make<ProxyAttempt>();
+    a->addr = ctx.peer->addr_text;
+    a->start_ms = current_msec();
+    if (ctx.attempt) ctx.attempt->next = a;
+    else ctx.attempts = a;
+    ctx.attempt = a;
+}
+
+// Picks the next server and connects; answers `last_status` when none is left.
+void connect_next(ProxyCtx& ctx, int last_status) {
+    Peer* peer = upstream_select_peer(*ctx.upstream, *ctx.r, ctx.tried);
+    if (!peer) {
+        if (ctx.tries == 0)
+            proxy_log(ctx, LogLevel::Error, 0, "no live upstreams while connecting to upstream \"%s\"",
+                      ctx.upstream->name.c_str());
+        proxy_finish(ctx, last_status);
+        return;
+    }
+    ctx.peer = peer;
+    ctx.peer_reported = false;
+    ctx.tried.add(size_t(peer - ctx.upstream->peers.data()));
+    ++ctx.tries;
+    ctx.stale_retried = false;
+    new_attempt(ctx);
+    connect_peer(ctx, true);
+}
+
+void on_write(evutil_socket_t, short, void* arg) {
+    auto& ctx = *static_cast<ProxyCtx*>(arg);
+    if (ctx.connected) {
+        proxy_send(ctx);
+        return;
+    }
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(ctx.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (err) {
+        proxy_fail(ctx, kFtError, "connect() failed while connecting to upstream", err);
+        return;
+    }
+    proxy_want_write(ctx, false);
+    connected(ctx);
+}
+
+void on_timer(evutil_socket_t, short, void* arg) {
+    auto& ctx = *static_cast<ProxyCtx*>(arg);
+    if (!ctx.connected) proxy_fail(ctx, kFtTimeout, "upstream timed out while connecting to upstream", ETIMEDOUT);
+    else if (!ctx.request_sent && ctx.writing && !ctx.head_done)
+        proxy_fail(ctx, kFtTimeout, "upstream timed out while sending request to upstream", ETIMEDOUT);
+    else if (!ctx.head_done)
+        proxy_fail(ctx, kFtTimeout, "upstream timed out while reading response header from upstream", ETIMEDOUT);
+    else proxy_fail(ctx, kFtTimeout, "upstream timed out while reading upstream", ETIMEDOUT);
+}
+
+// ---- failures ----
+
+bool replayable(const ProxyCtx& ctx) {
+    return ctx.body_mode == ProxyBodyMode::None || ctx.body_mode == ProxyBodyMode::Buffered || !ctx.body_started;
+}
+
+bool can_retry(ProxyCtx& ctx, uint32_t ft) {
+    const ProxyLocConf& conf = *ctx.conf;
+    uint32_t mask = *conf.next_upstream;
+    if (!(mask & ft) || ctx.r->header_sent() || !replayable(ctx)) return false;
+    if (*conf.next_upstream_tries && ctx.tries >= *conf.next_upstream_tries) return false;
+    if (*conf.next_upstream_timeout_ms && current_msec() - ctx.start_ms >= int64_t(*conf.next_upstream_timeout_ms))
+        return false;
+    // A request the server may have acted on is repeated only when allowed.
+    if (ctx.head_sent > 0 && !proxy_method_idempotent(*ctx.r) && !(mask & kFtNonIdempotent)) return false;
+    return true;
+}
+
+// The response was cut short after its head went to the client: the client
+// can only tell if its connection closes.
+void abort_response(ProxyCtx& ctx, bool failed) {
+    ctx.attempt->end_ms = current_msec();
+    report_peer(ctx, failed);
+    proxy_close_upstream(ctx);
+    ctx.finished = true;
+    ctx.r->set_drain_handler(nullptr, nullptr);
+    ctx.r->connection().close();
+}
+
+void log_failure(ProxyCtx& ctx, LogLevel level, const char* what, int err) {
+    proxy_log(ctx, level, err, "%s", what);
+}
+
+}  // namespace
+
+// ---- the API of proxy.h ----
+
+char* proxy_block_get(size_t size) {
+    for (BlockClass& c : block_classes) {
+        if (c.size != size || c.idle.empty()) continue;
+        char* b = c.idle.back();
+        c.idle.pop_back();
+        return b;
+    }
+    return new char[size];
+}
+
+void proxy_block_put(char* block, size_t size) {
+    if (!block) return;
+    for (BlockClass& c : block_classes) {
+        if (c.size != size) continue;
+        if (c.idle.size() < kMaxIdleBlocksPerSize) c.idle.push_back(block);
+        else delete[] block;
+        return;
+    }
+    if (block_classes.size() < kMaxBlockSizes) {
+        block_classes.push_back({size, {block}});
+        return;
+    }
+    delete[] block;
+}
+
+bool proxy_method_idempotent(const Request& r) {
+    switch (r.method()) {
+    case Method::Post:
+    case Method::Patch:
+    case Method::Connect: return false;
+    case Method::Unknown: return r.method_name() != "LOCK";
+    default: return true;
+    }
+}
+
+void proxy_want_read(ProxyCtx& ctx, bool on) {
+    if (!ctx.events_ready || ctx.reading == on) return;
+    ctx.reading = on;
+    if (on) event_add(&ctx.rev, nullptr);
+    else event_del(&ctx.rev);
+}
+
+void proxy_want_write(ProxyCtx& ctx, bool on) {
+    if (!ctx.events_ready || ctx.writing == on) return;
+    ctx.writing = on;
+    if (on) event_add(&ctx.wev, nullptr);
+    else event_del(&ctx.wev);
+}
+
+void proxy_arm_timer(ProxyCtx& ctx, uint64_t ms) {
+    if (ms == 0) return proxy_disarm_timer(ctx);
+    if (!ctx.timer_ready) {
+        evtimer_assign(&ctx.timer, Worker::current().base(), on_timer, &ctx);
+        ctx.timer_ready = true;
+    }
+    timeval tv{time_t(ms / 1000), suseconds_t((ms % 1000) * 1000)};
+    event_add(&ctx.timer, &tv);
+}
+
+void proxy_disarm_timer(ProxyCtx& ctx) {
+    if (ctx.timer_ready) event_del(&ctx.timer);
+}
+
+void proxy_close_upstream(ProxyCtx& ctx) {
+    release_events(ctx);
+    if (ctx.fd >= 0) ::close(ctx.fd);
+    ctx.fd = -1;
+    ctx.connected = false;
+    ctx.from_pool = false;
+}
+
+void proxy_log(ProxyCtx& ctx, LogLevel level, int err, const char* fmt, ...) {
+    if (!ErrorLog::instance().enabled(level)) return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    // nginx's shape: "connect() failed (111: Connection refused) while connecting to upstream".
+    std::string_view text = msg;
+    size_t cut = err ? text.find(" while ") : std::string_view::npos;
+    if (cut == std::string_view::npos) cut = text.size();
+    char errtext[128] = "";
+    if (err) snprintf(errtext, sizeof errtext, " (%d: %s)", err, strerror(err));
+    Request& r = *ctx.r;
+    const auto& names = r.server().server_names;
+    std::string_view server = names.empty() ? std::string_view() : std::string_view(names[0].name);
+    std::string_view addr = ctx.attempt ? ctx.attempt->addr : std::string_view();
+    log_error(level, "*%llu %.*s%s%s, client: %.*s, server: %.*s, request: \"%.*s %.*s HTTP/%d.%d\", "
+                     "upstream: \"http://%.*s%.*s\", host: \"%.*s\"",
+              static_cast<unsigned long long>(r.connection_number()), int(cut), msg, errtext, msg + cut,
+              int(r.remote_addr().size()), r.remote_addr().data(), int(server.size()), server.data(),
+              int(r.method_name().size()), r.method_name().data(), int(std::min<size_t>(r.request_uri().size(), 1024)),
+              r.request_uri().data(), r.head().version_major, r.head().version_minor, int(addr.size()), addr.data(),
+              int(ctx.uri.size()), ctx.uri.data(), int(r.head().host.size()), r.head().host.data());
+}
+
+void proxy_fail(ProxyCtx& ctx, uint32_t ft, const char* what, int err) {
+    if (ctx.finished) return;
+    if (ctx.head_done) {
+        // Past the head: what the client got so far cannot be taken back.
+        log_failure(ctx, LogLevel::Error, what, err);
+        abort_response(ctx, true);
+        return;
+    }
+    // A kept-alive connection the server closed meanwhile is no failure of
+    // the server: once more on a fresh connection to the same server.
+    if (ctx.from_pool && !ctx.stale_retried && ft == kFtError && ctx.attempt->bytes_received == 0 &&
+        replayable(ctx)) {
+        log_failure(ctx, LogLevel::Info, what, err);
+        ctx.stale_retried = true;
+        proxy_close_upstream(ctx);
+        proxy_rewind_request(ctx);
+        connect_peer(ctx, false);
+        return;
+    }
+    log_failure(ctx, LogLevel::Error, what, err);
+    int status = ft == kFtTimeout ? 504 : 502;
+    ctx.attempt->status = status;
+    ctx.attempt->end_ms = current_msec();
+    report_peer(ctx, true);
+    proxy_close_upstream(ctx);
+    if (!can_retry(ctx, ft)) {
+        proxy_finish(ctx, status);
+        return;
+    }
+    proxy_rewind_request(ctx);
+    connect_next(ctx, status);
+}
+
+bool proxy_retry_status(ProxyCtx& ctx, uint32_t ft, int status) {
+    if (!can_retry(ctx, ft)) return false;
+    proxy_log(ctx, LogLevel::Info, 0, "upstream answered %d, trying the next server", status);
+    ctx.attempt->end_ms = current_msec();
+    report_peer(ctx, true);
+    proxy_close_upstream(ctx);
+    proxy_rewind_request(ctx);
+    ctx.head_done = false;
+    connect_next(ctx, status);
+    return true;
+}
+
+void proxy_finish(ProxyCtx& ctx, int status) {
+    if (ctx.finished) return;
+    ctx.finished = true;
+    proxy_close_upstream(ctx);
+    report_peer(ctx, false);
+    proxy_release_body(ctx);
+    Request& r = *ctx.r;
+    r.set_drain_handler(nullptr, nullptr);
+    if (status) r.finalize(status);
+}
+
+void proxy_response_complete(ProxyCtx& ctx) {
+    Request& r = *ctx.r;
+    ctx.response_done = true;
+    ctx.attempt->end_ms = current_msec();
+    if (ctx.reusable && ctx.fd >= 0) {
+        release_events(ctx);
+        upstream_keepalive_put(*ctx.upstream, *ctx.peer, ctx.fd, ctx.conn_requests + 1);
+        ctx.fd = -1;
+    }
+    uint32_t ft = proxy_status_failure(ctx.attempt->status);
+    report_peer(ctx, ft && (*ctx.conf->next_upstream & ft));
+    proxy_finish(ctx, r.status());
+}
+
+void proxy_body_buffered(ProxyCtx& ctx) {
+    if (ctx.finished) return;
+    if (!proxy_build_request(ctx)) {
+        proxy_finish(ctx, 500);
+        return;
+    }
+    connect_next(ctx, 502);
+}
+
+Next proxy_handler(Request& r) {
+    auto& conf = r.loc_conf<ProxyLocConf>(proxy_module);
+    auto* ctx = r.make<ProxyCtx>();
+    ctx->r = &r;
+    ctx->conf = &conf;
+    ctx->reader.ctx = ctx;
+    ctx->start_ms = current_msec();
+    ctx->chain = r.make<BodyChain>(r.arena());
+    ctx->resp = r.make<ResponseHead>(r.arena());
+    r.set_module_ctx(proxy_module, ctx);
+    r.add_cleanup(cleanup, ctx);
+    if (int status = resolve_target(*ctx)) {
+        ctx->finished = true;
+        r.set_status(status);
+        return Next::Finish;
+    }
+    ctx->body_mode = proxy_body_mode(*ctx);
+    if (ctx->body_mode == ProxyBodyMode::Buffered) {
+        r.read_body(&ctx->reader);  // connects once the whole body is here
+        return Next::Suspend;
+    }
+    if (!proxy_build_request(*ctx)) {
+        ctx->finished = true;
+        r.set_status(500);
+        return Next::Finish;
+    }
+    connect_next(*ctx, 502);
+    return Next::Suspend;
+}
+
+}  // namespace sluice::http
