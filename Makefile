@@ -88,6 +88,48 @@ fuzz:
 bench:
 	@sh contrib/bench/run.sh $(if $(QUICK),--quick)
 
+# ---- installation (packagers: ./configure --prefix=/usr && make && make install DESTDIR=...) ----
+CONF_DIR = $(patsubst %/,%,$(dir $(CONF_PATH)))
+LOG_DIR = $(patsubst %/,%,$(dir $(ERROR_LOG_PATH)))
+# The installed configuration names the configured paths, not the source tree's logs/.
+INSTALL_CONF_SED = -e 's|logs/error.log|$(ERROR_LOG_PATH)|' -e 's|logs/access.log|$(HTTP_LOG_PATH)|' \
+	-e 's|logs/sluice.pid|$(PID_PATH)|'
+PATHS_SED = -e 's|@SBIN_PATH@|$(SBIN_PATH)|g' -e 's|@CONF_PATH@|$(CONF_PATH)|g' \
+	-e 's|@PID_PATH@|$(PID_PATH)|g' -e 's|@LOG_DIR@|$(LOG_DIR)|g'
+
+$(BUILDDIR)/sluice.service: contrib/systemd/sluice.service.in $(BUILDDIR)/Makefile.vars
+	sed $(PATHS_SED) $< > $@
+$(BUILDDIR)/sluice.logrotate: contrib/logrotate/sluice.in $(BUILDDIR)/Makefile.vars
+	sed $(PATHS_SED) $< > $@
+
+# Configuration files are installed as NAME.default, and as NAME only where
+# none exists yet: an upgrade never overwrites a sysadmin's edits.
+install: build $(BUILDDIR)/sluice.service $(BUILDDIR)/sluice.logrotate
+	install -d '$(DESTDIR)$(dir $(SBIN_PATH))' '$(DESTDIR)$(CONF_DIR)' '$(DESTDIR)$(RUN_PREFIX)/html' \
+	  '$(DESTDIR)$(LOG_DIR)' '$(DESTDIR)$(dir $(HTTP_LOG_PATH))' '$(DESTDIR)$(HTTP_CACHE_PATH)' \
+	  '$(DESTDIR)$(MAN_DIR)/man8' '$(DESTDIR)$(MAN_DIR)/man5'
+	install -m 0755 $(BUILDDIR)/sluice '$(DESTDIR)$(SBIN_PATH)'
+	sed $(INSTALL_CONF_SED) conf/sluice.conf > $(BUILDDIR)/sluice.conf.default
+	install -m 0644 $(BUILDDIR)/sluice.conf.default '$(DESTDIR)$(CONF_PATH).default'
+	install -m 0644 conf/mime.types '$(DESTDIR)$(CONF_DIR)/mime.types.default'
+	test -e '$(DESTDIR)$(CONF_PATH)' || install -m 0644 $(BUILDDIR)/sluice.conf.default '$(DESTDIR)$(CONF_PATH)'
+	test -e '$(DESTDIR)$(CONF_DIR)/mime.types' || install -m 0644 conf/mime.types '$(DESTDIR)$(CONF_DIR)/mime.types'
+	install -d '$(DESTDIR)$(CONF_DIR)/examples'
+	install -m 0644 conf/examples/*.conf '$(DESTDIR)$(CONF_DIR)/examples/'
+	cp -R html/. '$(DESTDIR)$(RUN_PREFIX)/html/'
+	install -m 0644 man/sluice.8 '$(DESTDIR)$(MAN_DIR)/man8/sluice.8'
+	install -m 0644 man/sluice.conf.5 '$(DESTDIR)$(MAN_DIR)/man5/sluice.conf.5'
+	if [ -n '$(SYSTEMD_DIR)' ]; then install -d '$(DESTDIR)$(SYSTEMD_DIR)' && \
+	  install -m 0644 $(BUILDDIR)/sluice.service '$(DESTDIR)$(SYSTEMD_DIR)/sluice.service'; fi
+	if [ -n '$(LOGROTATE_DIR)' ]; then install -d '$(DESTDIR)$(LOGROTATE_DIR)' && \
+	  install -m 0644 $(BUILDDIR)/sluice.logrotate '$(DESTDIR)$(LOGROTATE_DIR)/sluice'; fi
+
+# Removes what install put in place except configuration, logs and cache.
+uninstall: configured
+	rm -f '$(DESTDIR)$(SBIN_PATH)' '$(DESTDIR)$(MAN_DIR)/man8/sluice.8' '$(DESTDIR)$(MAN_DIR)/man5/sluice.conf.5'
+	if [ -n '$(SYSTEMD_DIR)' ]; then rm -f '$(DESTDIR)$(SYSTEMD_DIR)/sluice.service'; fi
+	if [ -n '$(LOGROTATE_DIR)' ]; then rm -f '$(DESTDIR)$(LOGROTATE_DIR)/sluice'; fi
+
 clean:
 	rm -rf $(BUILDDIR)
 
