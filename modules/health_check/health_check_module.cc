@@ -522,6 +522,11 @@ int record_check(const HealthCheck& hc, PeerShared& s, bool passed) {
         uint32_t n = bump(s.check_passes);
         // `mandatory`: the first check decides, whatever passes= says.
         if (!unhealthy || (!first && n < hc.passes)) return 0;
+        // Requests that failed while the peer was down (passive health)
+        // must not keep it out for another fail_timeout: the checks that
+        // just passed are the newer news.
+        s.fails.store(0, std::memory_order_relaxed);
+        s.down_until_ms.store(0, std::memory_order_release);
         s.unhealthy.store(0, std::memory_order_release);
         return +1;
     }

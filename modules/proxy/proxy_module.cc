@@ -337,7 +337,10 @@ void proxy_log(ProxyCtx& ctx, LogLevel level, int err, const char* fmt, ...) {
     Request& r = *ctx.r;
     const auto& names = r.server().server_names;
     std::string_view server = names.empty() ? std::string_view() : std::string_view(names[0].name);
-    std::string_view addr = ctx.attempt ? ctx.attempt->addr : std::string_view();
+    // Before any server was chosen ("no live upstreams"), nginx names the upstream.
+    std::string_view addr = ctx.attempt    ? ctx.attempt->addr
+                            : ctx.upstream ? std::string_view(ctx.upstream->name)
+                                           : std::string_view();
     log_error(level, "*%llu %.*s%s%s, client: %.*s, server: %.*s, request: \"%.*s %.*s HTTP/%d.%d\", "
                      "upstream: \"http://%.*s%.*s\", host: \"%.*s\"",
               static_cast<unsigned long long>(r.connection_number()), int(cut), msg, errtext, msg + cut,
