@@ -40,6 +40,34 @@ enum class Next : uint8_t {
 
 using PhaseHandler = Next (*)(Request&);
 
+// Access phase handlers (allow/deny, auth_api_key, auth_jwt, ...) give a
+// verdict with the same values; the engine, not the handler, combines the
+// verdicts according to the location's `satisfy` (nginx's
+// ngx_http_core_access_phase):
+//
+//   Next::Continue   declined: this handler has nothing to say here (not
+//                    configured in this location, no rule matched).
+//   Next::NextPhase  granted. satisfy all: the next access handler still runs;
+//                    satisfy any: the Access phase ends here, a denial an
+//                    earlier handler gave is forgotten and the
+//                    WWW-Authenticate headers it added are removed.
+//   Next::Finish     denied, with r.set_status(401) or r.set_status(403)
+//                    (add WWW-Authenticate for 401 yourself). satisfy all: the
+//                    request ends with that status; satisfy any: the status is
+//                    remembered (the last denial wins, as in nginx), r.status()
+//                    is reset to 0 and the next handler runs; if no handler
+//                    grants, the request ends with the remembered status once
+//                    the phase is over (403 is logged "access forbidden by rule").
+//                    Any other status (500...) ends the request in both modes.
+//   Next::Suspend    undecided yet (a key fetch); later call
+//                    r.resume(Next::NextPhase) to grant, or r.set_status(401 or
+//                    403) and r.resume(Next::Finish) to deny, or
+//                    r.resume(Next::Continue) to decline: the same rules apply.
+//
+// A handler that denies logs why itself (at info: the client caused it), except
+// the satisfy-any 403 that the engine logs. A handler never assumes it runs
+// last: with satisfy any a later handler may still grant.
+
 // A header filter runs once per response before the head is serialized; it
 // may change the status and headers. Returning false ends the request with 500.
 using HeaderFilter = bool (*)(Request&);
