@@ -69,6 +69,10 @@ struct CoreLocConf : ModuleConf {
     std::optional<bool> port_in_redirect;
     std::optional<bool> tcp_nodelay;
     std::optional<bool> sendfile;
+    // satisfy all|any: how the Access phase combines its handlers' verdicts
+    // (http_phases.h, "Access phase handlers").
+    enum class Satisfy : uint8_t { All, Any };
+    std::optional<Satisfy> satisfy;
     std::vector<ErrorPage> error_pages;
     bool error_pages_set = false;
     const std::vector<ErrorPage>* inherited_error_pages = nullptr;

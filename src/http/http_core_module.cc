@@ -548,6 +548,7 @@ bool merge_loc(ConfContext&, const ModuleConf& parent, ModuleConf& child) {
     merge_value(c.port_in_redirect, p.port_in_redirect, true);
     merge_value(c.tcp_nodelay, p.tcp_nodelay, true);
     merge_value(c.sendfile, p.sendfile, true);
+    merge_value(c.satisfy, p.satisfy, CoreLocConf::Satisfy::All);
     // error_page lists are inherited whole, as nginx does; shared by pointer.
     if (!c.error_pages_set) c.inherited_error_pages = p.error_pages_set ? &p.error_pages : p.inherited_error_pages;
     return true;
@@ -555,6 +556,12 @@ bool merge_loc(ConfContext&, const ModuleConf& parent, ModuleConf& child) {
 
 constexpr unsigned kLoc = kHttpContext | kServerContext | kLocationContext;
 constexpr unsigned kSrv = kHttpContext | kServerContext;
+
+constexpr EnumEntry kSatisfyValues[] = {
+    {"all", int(CoreLocConf::Satisfy::All)},
+    {"any", int(CoreLocConf::Satisfy::Any)},
+    {"", 0},
+};
 
 const Directive kDirectives[] = {
     {"http", kMainContext, Block(), ConfLevel::Main, set_http_block},
@@ -580,6 +587,7 @@ const Directive kDirectives[] = {
     {"tcp_nodelay", kLoc, Args(1), ConfLevel::Location, set_flag<&CoreLocConf::tcp_nodelay>},
     {"sendfile", kLoc, Args(1), ConfLevel::Location, set_flag<&CoreLocConf::sendfile>},
     {"error_page", kLoc, AnyArgs(2), ConfLevel::Location, set_error_page},
+    {"satisfy", kLoc, Args(1), ConfLevel::Location, set_enum<&CoreLocConf::satisfy, kSatisfyValues>},
     {"client_header_timeout", kSrv, Args(1), ConfLevel::Server, set_msec<&CoreSrvConf::client_header_timeout_ms>},
     {"client_header_buffer_size", kSrv, Args(1), ConfLevel::Server, set_size<&CoreSrvConf::client_header_buffer_size>},
     {"large_client_header_buffers", kSrv, Args(2), ConfLevel::Server, set_large_client_header_buffers},

@@ -34,6 +34,8 @@ void drop_underscore_headers(RequestHead& head);
 struct RequestEngine {
     static bool find_config(Request& r);
     static bool handle_next(Request& r, Next n);
+    static Next access_verdict(Request& r, Next n);
+    static bool end_access_phase(Request& r);
     static void run_phases(Request& r);
     static bool setup(Request& r);
 };
@@ -617,8 +619,41 @@ bool RequestEngine::find_config(Request& r) {
     return true;
 }
 
+// satisfy all|any (nginx's ngx_http_core_access_phase): turns an Access
+// handler's verdict (http_phases.h) into the engine's next move.
+Next RequestEngine::access_verdict(Request& r, Next n) {
+    bool any = *r.core_conf().satisfy == CoreLocConf::Satisfy::Any;
+    if (n == Next::NextPhase) {
+        if (!any) return Next::Continue;  // granted: the other handlers must grant too
+        // One grant is enough: forget earlier denials and their challenges.
+        r.access_code_ = 0;
+        r.out_.remove("WWW-Authenticate");
+        return Next::NextPhase;
+    }
+    if (n == Next::Finish && any && (r.status() == 401 || r.status() == 403)) {
+        r.access_code_ = r.status();  // the last denial wins, as in nginx
+        r.out_.status = 0;
+        return Next::Continue;
+    }
+    return n;
+}
+
+// After the last Access handler (nginx's post-access phase): with satisfy any
+// and no grant, the remembered denial answers. Returns false when it did.
+bool RequestEngine::end_access_phase(Request& r) {
+    int code = r.access_code_;
+    if (code == 0) return true;
+    r.access_code_ = 0;  // an error_page redirect runs the phases afresh
+    if (code == 403)
+        SLUICE_LOG(LogLevel::Error, "*%llu access forbidden by rule, client: %s",
+                   static_cast<unsigned long long>(r.connection_number()), std::string(r.remote_addr()).c_str());
+    r.finalize(code);
+    return false;
+}
+
 // Returns true when the request left the phase loop (finished or suspended).
 bool RequestEngine::handle_next(Request& r, Next n) {
+    if (r.phase_ == size_t(Phase::Access)) n = access_verdict(r, n);
     switch (n) {
     case Next::Continue: ++r.handler_; return false;
     case Next::NextPhase:
@@ -656,6 +691,7 @@ void RequestEngine::run_phases(Request& r) {
                 r.finalize(r.method() == Method::Get || r.method() == Method::Head ? 404 : 405);
                 return;
             }
+            if (p == Phase::Access && !end_access_phase(r)) return;
             ++r.phase_;
             r.handler_ = 0;
             continue;

@@ -228,6 +228,7 @@ private:
     bool body_done_ = false;   // the last body piece is queued (or no body is sent)
     bool logged_ = false;
     int err_status_ = 0;       // error_page: the status the final response carries
+    int access_code_ = 0;      // satisfy any: the last denial (401/403) of the Access phase
     size_t header_bytes_ = 0;
     uint8_t redirects_ = 0;
     uint64_t body_bytes_sent_ = 0;
