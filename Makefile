@@ -59,9 +59,11 @@ $(BUILDDIR)/test_upstream: $(BUILDDIR)/t/lib/test_upstream.o
 run: deps
 	@$(MAKE) --no-print-directory build
 	@mkdir -p logs
-	@echo "sluice listens on http://127.0.0.1:8080/ (static site) and http://127.0.0.1:8081/ (demo API)"
+	@echo "sluice listens on http://127.0.0.1:8080/ (static site) and http://127.0.0.1:8081/ (demo API,"
+	@echo "proxied to its backend on 127.0.0.1:8082)"
 	@echo "try:  curl -i http://127.0.0.1:8080/"
 	@echo "      curl -i http://127.0.0.1:8081/api/items"
+	@echo "      curl -i http://127.0.0.1:8081/api/items/42"
 	@echo "      curl -i http://127.0.0.1:8080/nonexistent"
 	@echo "stop with Ctrl-C"
 	exec $(BUILDDIR)/sluice -p $(CURDIR)/ -c conf/sluice.conf -g 'daemon off;'
