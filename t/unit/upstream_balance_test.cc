@@ -22,6 +22,7 @@
 
 #include "core/cycle.h"
 #include "http/http_upstream.h"
+#include "../../modules/health_check/health_check.h"
 
 namespace sluice::http {
 namespace {
@@ -357,6 +358,27 @@ TEST(UpstreamPassiveHealth, ActiveHealthUnhealthyIsSkipped) {
     TestUpstream t(three(1, 1, 1));
     t.u.shared_state(t.peer("10.0.0.2:80")).unhealthy = 1;
     for (int i = 0; i < 30; ++i) EXPECT_NE(t.pick(), "10.0.0.2:80");
+}
+
+// Requests that failed while a peer was down by its checks (max_fails
+// reached) must not keep it out for fail_timeout once the checks pass again.
+TEST(UpstreamPassiveHealth, ActiveHealthRecoveryClearsPassiveDownState) {
+    TestUpstream t({{"10.0.0.1:80", 1, false, 1, 30000}, {"10.0.0.2:80"}});
+    Peer& a = t.peer("10.0.0.1:80");
+    PeerShared& s = t.u.shared_state(a);
+    health_check::HealthCheck hc;
+    hc.passes = 2;
+    EXPECT_EQ(health_check::record_check(hc, s, false), -1);
+    t.fail("10.0.0.1:80", 1000);
+    EXPECT_FALSE(upstream_peer_usable(t.u, a, 1001));
+    EXPECT_EQ(health_check::record_check(hc, s, true), 0);  // one pass of two
+    EXPECT_FALSE(upstream_peer_usable(t.u, a, 1002));
+    EXPECT_EQ(health_check::record_check(hc, s, true), +1);
+    EXPECT_TRUE(upstream_peer_usable(t.u, a, 1003));
+    // Its effective weight recovers over a round, as after any failure.
+    std::multiset<std::string> picks;
+    for (int i = 0; i < 4; ++i) picks.insert(t.pick("", 1004));
+    EXPECT_EQ(picks.count("10.0.0.1:80"), 2u);
 }
 
 TEST(UpstreamLimits, MaxConnsRespectedAcrossWorkers) {
