@@ -750,6 +750,9 @@ protected:
         "    }\n"
         "    match never {\n"
         "        body ~ \"no-such-text\";\n"
+        "    }\n"
+        "    match from_nobody {\n"
+        "        header X-Upstream-Id = nobody;\n"
         "    }\n";
 
     void SetUp() override {
@@ -850,15 +853,18 @@ TEST_F(UpstreamActiveHealth, AllServersDownAnswers502AtOnce) {
         std::string(kMatch) +
         upstream_block("dead", "health_check interval=100ms fails=1 uri=/hc;", {hole1.address(), hole2.address()}) +
         upstream_block("picky", "health_check interval=100ms fails=1 uri=/hc match=never;",
+                       {a_.address(), b_.address()}) +
+        upstream_block("strangers", "health_check interval=100ms fails=1 uri=/hc match=from_nobody;",
                        {a_.address(), b_.address()});
     Daemon daemon(gateway_config(1, blocks,
                                  "        location /dead/ { proxy_pass http://dead; proxy_connect_timeout 10s; "
                                  "proxy_read_timeout 10s; }\n"
-                                 "        location /picky/ { proxy_pass http://picky; }\n"));
+                                 "        location /picky/ { proxy_pass http://picky; }\n"
+                                 "        location /strangers/ { proxy_pass http://strangers; }\n"));
     ASSERT_TRUE(daemon.start());
     ASSERT_TRUE(daemon.wait_for_log("peer is unhealthy while waiting for upstream", kDefaultTimeout));
-    // Both holes time out their probes; wait until neither is picked.
-    ASSERT_TRUE(wait_until([&] { return occurrences(daemon.error_log(), "peer is unhealthy") >= 4; },
+    // Each of the six peers turns unhealthy once (the holes by timing out).
+    ASSERT_TRUE(wait_until([&] { return occurrences(daemon.error_log(), "peer is unhealthy") >= 6; },
                            kDefaultTimeout, 50ms));
 
     auto started = std::chrono::steady_clock::now();
@@ -873,6 +879,8 @@ TEST_F(UpstreamActiveHealth, AllServersDownAnswers502AtOnce) {
 
     // Live servers whose replies fail the match are out of service too.
     EXPECT_EQ(get(daemon.port(), "/picky/x").status, 502);
+    EXPECT_EQ(get(daemon.port(), "/strangers/x").status, 502);
+    EXPECT_THAT(daemon.error_log(), HasSubstr("failed while checking headers"));
 }
 
 // `mandatory`: servers serve only once a check has passed. Checks that go
