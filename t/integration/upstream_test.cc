@@ -798,6 +798,24 @@ TEST_F(UpstreamActiveHealth, KilledServerGetsNoTrafficAndReturnsWhenRestarted) {
     EXPECT_TRUE(daemon.wait_for_log("peer is healthy"));
 }
 
+// The zone outlives a reload (same name and size): a server the checks
+// took out stays out in the new workers, whose own checks (fails=3 every
+// 5 s) would take seconds to find it dead again.
+TEST_F(UpstreamActiveHealth, CheckResultsSurviveReload) {
+    auto config = [&](std::string_view check) {
+        return gateway_config(1, upstream_block("backend", "zone backend 64k; " + std::string(check),
+                                                {a_.address(), b_.address()}),
+                              "        location / { proxy_pass http://backend; proxy_next_upstream off; }\n");
+    };
+    Daemon daemon(config("health_check interval=100ms fails=1 uri=/hc;"));
+    ASSERT_TRUE(daemon.start());
+    a_.stop();
+    ASSERT_TRUE(daemon.wait_for_log("peer is unhealthy"));
+    ASSERT_TRUE(reload(daemon, config("health_check interval=5s fails=3 uri=/hc;")));
+    auto counts = spread(daemon.port(), "/", 20);
+    EXPECT_EQ(count_of(counts, "b"), 20) << describe(counts);
+}
+
 // The pids of the workers that took the prober lease of `upstream`, in order.
 std::vector<std::string> prober_pids(const std::string& log, std::string_view upstream) {
     std::string needle = "health checks of upstream \"" + std::string(upstream) + "\" run in this worker";
