@@ -29,6 +29,15 @@ int Variables::add(std::string_view name, VariableGetter get, uintptr_t data, un
 
 void Variables::add_prefix(std::string_view prefix, VariableGetter get, unsigned flags) {
     prefixes_.push_back({std::string(prefix), get, flags});
+    // A module defines its prefix in postconfiguration, after directives
+    // (proxy_set_header X-User $jwt_claim_sub) referenced such names.
+    for (auto& d : defs_) {
+        if (!(d.flags & kVarPending) || d.name.size() <= prefix.size() || !d.name.starts_with(prefix)) continue;
+        suffixes_.push_back(std::make_unique<std::string>(d.name.substr(prefix.size())));
+        d.get = get;
+        d.data = reinterpret_cast<uintptr_t>(suffixes_.back().get());
+        d.flags = flags;
+    }
 }
 
 int Variables::add_indexed(std::string_view name) {

@@ -44,6 +44,7 @@ public:
     int add(std::string_view name, VariableGetter, uintptr_t data, unsigned flags = 0);
     // Variables named PREFIX + anything ("http_", "arg_", "cookie_", "sent_http_").
     // The getter's data is a pointer to a std::string holding the suffix.
+    // Names with the prefix that were referenced before (pending) resolve too.
     void add_prefix(std::string_view prefix, VariableGetter, unsigned flags = 0);
     // A variable whose value is stored per request: regex named captures and `set`.
     int add_indexed(std::string_view name);

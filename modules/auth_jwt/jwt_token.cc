@@ -1,0 +1,215 @@
+// Token parsing and verification. Everything a client sends is untrusted
+// here: every length is bounded, every JSON value's type is checked before
+// use, and nothing reaches libjwt unless our own strict parse accepted it
+// and the algorithm fits the one key it is given.
+#include "jwt_token.h"
+
+#include <jwt.h>
+
+#include <cmath>
+#include <limits>
+
+namespace sluice::auth_jwt {
+
+namespace {
+
+struct JwtDeleter {
+    void operator()(jwt_t* j) const { jwt_free(j); }
+};
+using JwtPtr = std::unique_ptr<jwt_t, JwtDeleter>;
+
+// Deeper JSON than this in a token is refused: no legitimate claim set
+// needs it, and the checks below recurse.
+constexpr int kMaxJsonDepth = 16;
+
+bool fail(const char*& why, const char* reason) {
+    why = reason;
+    return false;
+}
+
+// Control characters (CR, LF, NUL, ...) in a claim could end up in a header
+// sent upstream; a token carrying one is refused as a whole.
+bool has_control_char(std::string_view s) {
+    for (unsigned char c : s)
+        if (c < 0x20 || c == 0x7f) return true;
+    return false;
+}
+
+bool json_is_safe(json_t* v, int depth) {
+    if (depth > kMaxJsonDepth) return false;
+    if (json_is_string(v)) return !has_control_char({json_string_value(v), json_string_length(v)});
+    if (json_is_array(v)) {
+        size_t i;
+        json_t* item;
+        json_array_foreach(v, i, item) if (!json_is_safe(item, depth + 1)) return false;
+        return true;
+    }
+    if (json_is_object(v)) {
+        const char* key;
+        json_t* item;
+        json_object_foreach(v, key, item) {
+            if (has_control_char(key) || !json_is_safe(item, depth + 1)) return false;
+        }
+    }
+    return true;
+}
+
+// A segment of the token: strict base64url, then a JSON object.
+bool decode_json_segment(std::string_view segment, std::string& text, JsonPtr& out, const char*& why) {
+    if (!base64url_decode(segment, text)) return fail(why, "invalid base64url");
+    if (has_control_char(text)) return fail(why, "control character in the JSON");
+    json_error_t err;
+    out.reset(json_loadb(text.data(), text.size(), JSON_REJECT_DUPLICATES, &err));
+    if (!out) return fail(why, "invalid JSON");
+    if (!json_is_object(out.get())) return fail(why, "JSON is not an object");
+    if (!json_is_safe(out.get(), 0)) return fail(why, "unsafe or too deeply nested JSON");
+    return true;
+}
+
+// A NumericDate (RFC 7519 section 2); non-numbers are refused, reals are
+// truncated and clamped into int64_t.
+bool numeric_date(json_t* payload, const char* name, std::optional<int64_t>& out) {
+    json_t* v = json_object_get(payload, name);
+    if (!v) return true;
+    if (json_is_integer(v)) {
+        out = int64_t(json_integer_value(v));
+        return true;
+    }
+    if (!json_is_real(v)) return false;
+    double d = json_real_value(v);
+    if (d >= 9.2e18) out = std::numeric_limits<int64_t>::max();
+    else if (d <= -9.2e18) out = std::numeric_limits<int64_t>::min();
+    else out = int64_t(std::floor(d));
+    return true;
+}
+
+bool parse_header(json_t* header, ParsedToken& out, const char*& why) {
+    json_t* alg = json_object_get(header, "alg");
+    if (!json_is_string(alg)) return fail(why, "no \"alg\" in the header");
+    if (!alg_from_name(json_string_value(alg), out.token.alg)) return fail(why, "unsupported or \"none\" alg");
+    // RFC 7515 section 4.1.11: extensions we do not implement must not be ignored.
+    if (json_object_get(header, "crit")) return fail(why, "\"crit\" header");
+    json_t* kid = json_object_get(header, "kid");
+    if (kid) {
+        if (!json_is_string(kid)) return fail(why, "\"kid\" is not a string");
+        out.kid = json_string_value(kid);
+        out.has_kid = true;
+    }
+    return true;
+}
+
+bool parse_payload(json_t* payload, VerifiedToken& token, const char*& why) {
+    if (!numeric_date(payload, "exp", token.exp)) return fail(why, "\"exp\" is not a number");
+    if (!numeric_date(payload, "nbf", token.nbf)) return fail(why, "\"nbf\" is not a number");
+    if (!numeric_date(payload, "iat", token.iat)) return fail(why, "\"iat\" is not a number");
+    return true;
+}
+
+bool key_fits(const Key& key, const ParsedToken& parsed, uint32_t algs) {
+    if (parsed.has_kid && key.kid != parsed.kid) return false;
+    return (key.algs & algs & alg_bit(parsed.token.alg)) != 0;
+}
+
+// libjwt takes the algorithm from the header; by now it is known to be one
+// that this key verifies, so the header cannot pick another use of the key.
+bool libjwt_verifies(const std::string& token, const Key& key) {
+    jwt_t* raw = nullptr;
+    int rc = jwt_decode(&raw, token.c_str(), reinterpret_cast<const unsigned char*>(key.material.data()),
+                        int(key.material.size()));
+    JwtPtr jwt(raw);
+    return rc == 0 && jwt && jwt_get_alg(jwt.get()) != JWT_ALG_NONE;
+}
+
+// Dates come from the token: any int64_t, so sums must not overflow.
+int64_t saturating_add(int64_t a, int64_t b) {
+    int64_t sum;
+    if (!__builtin_add_overflow(a, b, &sum)) return sum;
+    return b > 0 ? std::numeric_limits<int64_t>::max() : std::numeric_limits<int64_t>::min();
+}
+
+bool claim_matches(json_t* claim, const std::vector<std::string>& values) {
+    auto equals_any = [&](json_t* v) {
+        if (!json_is_string(v)) return false;
+        std::string_view s(json_string_value(v), json_string_length(v));
+        for (const std::string& value : values)
+            if (s == value) return true;
+        return false;
+    };
+    if (!json_is_array(claim)) return equals_any(claim);
+    size_t i;
+    json_t* item;
+    json_array_foreach(claim, i, item) if (equals_any(item)) return true;
+    return false;
+}
+
+}  // namespace
+
+bool parse_token(std::string_view token, size_t max_size, ParsedToken& out, const char*& why) {
+    if (token.size() > max_size) return fail(why, "token larger than auth_jwt_max_size");
+    size_t dot1 = token.find('.');
+    size_t dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
+    if (dot2 == std::string_view::npos || token.find('.', dot2 + 1) != std::string_view::npos)
+        return fail(why, "not three segments");
+    std::string_view header = token.substr(0, dot1);
+    std::string_view payload = token.substr(dot1 + 1, dot2 - dot1 - 1);
+    std::string_view signature = token.substr(dot2 + 1);
+    if (header.empty() || payload.empty()) return fail(why, "empty segment");
+    if (signature.empty()) return fail(why, "no signature");
+    std::string header_text, signature_bytes;
+    if (!base64url_decode(signature, signature_bytes)) return fail(why, "invalid base64url signature");
+    VerifiedToken& t = out.token;
+    return decode_json_segment(header, header_text, t.header, why) && parse_header(t.header.get(), out, why) &&
+           decode_json_segment(payload, t.payload_text, t.payload, why) && parse_payload(t.payload.get(), t, why);
+}
+
+bool verify_signature(std::string_view token, const ParsedToken& parsed, const KeySet& keys, uint32_t algs,
+                      const char*& why) {
+    if (!(algs & alg_bit(parsed.token.alg))) return fail(why, "alg not allowed by auth_jwt_alg");
+    std::string terminated(token);  // libjwt reads a C string
+    bool kid_known = false, candidate = false;
+    for (const Key& key : keys.keys) {
+        if (parsed.has_kid && key.kid == parsed.kid) kid_known = true;
+        if (!key_fits(key, parsed, algs)) continue;
+        candidate = true;
+        if (libjwt_verifies(terminated, key)) return true;
+    }
+    if (parsed.has_kid && !kid_known) return fail(why, "unknown kid");
+    if (!candidate) return fail(why, "no key for the token's alg");
+    return fail(why, "signature mismatch");
+}
+
+std::shared_ptr<const VerifiedToken> verify_token(std::string_view token, const KeySet& keys, uint32_t algs,
+                                                  size_t max_size, const char*& why) {
+    ParsedToken parsed;
+    if (!parse_token(token, max_size, parsed, why) || !verify_signature(token, parsed, keys, algs, why))
+        return nullptr;
+    return std::make_shared<const VerifiedToken>(std::move(parsed.token));
+}
+
+bool check_claims(const VerifiedToken& token, const ClaimPolicy& policy, int64_t now, const char*& why) {
+    if (!(policy.algs & alg_bit(token.alg))) return fail(why, "alg not allowed by auth_jwt_alg");
+    int64_t leeway = policy.leeway_sec;
+    if (!token.exp && policy.require_exp) return fail(why, "no \"exp\" claim");
+    // exp: the token is valid strictly before it (RFC 7519 section 4.1.4).
+    if (token.exp && now >= saturating_add(*token.exp, leeway)) return fail(why, "expired");
+    if (token.nbf && *token.nbf > saturating_add(now, leeway)) return fail(why, "not yet valid (nbf)");
+    if (token.iat && *token.iat > saturating_add(now, leeway)) return fail(why, "issued in the future (iat)");
+    if (policy.claim_equals) {
+        for (const ClaimEquals& rule : *policy.claim_equals) {
+            json_t* claim = json_object_get(token.payload.get(), rule.name.c_str());
+            if (!claim || !claim_matches(claim, rule.values)) return fail(why, "claim does not match auth_jwt_claim_equals");
+        }
+    }
+    return true;
+}
+
+json_t* find_member_path(json_t* root, const std::vector<std::string>& path) {
+    json_t* v = root;
+    for (const std::string& name : path) {
+        if (!json_is_object(v)) return nullptr;
+        v = json_object_get(v, name.c_str());
+    }
+    return v;
+}
+
+}  // namespace sluice::auth_jwt
