@@ -1,6 +1,12 @@
 // The proxy module's directives, its configuration merge and its variables'
 // registration.
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include "core/conf.h"
 #include "core/cycle.h"
@@ -305,7 +311,29 @@ bool merge_loc(ConfContext& cx, const ModuleConf& parent, ModuleConf& child) {
     }
     c.hidden = effective_hidden(c.hide_headers, c.pass_headers);
     if (c.target && !resolve_target(cx, *c.target)) return false;
+    if (c.target && std::find(mc.temp_paths.begin(), mc.temp_paths.end(), *c.client_body_temp_path) == mc.temp_paths.end())
+        mc.temp_paths.push_back(*c.client_body_temp_path);
     return true;
+}
+
+// nginx's ngx_create_paths: the master creates the body temp directories and
+// hands them to the workers' user, who cannot create them in a root-owned
+// prefix. A failure is only a warning: `-t` by an unprivileged user on a
+// system config must not fail for it; a worker says so again (crit) when a
+// body needs the directory.
+void create_temp_paths(ConfContext& cx, const ProxyMainConf& mc) {
+    // Only a root master changes the workers' identity (the `user` directive).
+    const passwd* pw = geteuid() == 0 ? getpwnam(cx.cycle().core().user.value_or("nobody").c_str()) : nullptr;
+    const bool give_away = pw != nullptr;
+    const uid_t uid = pw ? pw->pw_uid : 0;
+    for (const std::string& path : mc.temp_paths) {
+        if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+            cx.warn("mkdir(\"%s\") failed (%d: %s)", path.c_str(), errno, strerror(errno));
+            continue;
+        }
+        if (give_away && ::chown(path.c_str(), uid, gid_t(-1)) != 0)
+            cx.warn("chown(\"%s\", %d) failed (%d: %s)", path.c_str(), int(uid), errno, strerror(errno));
+    }
 }
 
 std::unique_ptr<ModuleConf> create_loc() { return std::make_unique<ProxyLocConf>(); }
@@ -314,6 +342,7 @@ std::unique_ptr<ModuleConf> create_main() { return std::make_unique<ProxyMainCon
 bool postconfiguration(ConfContext& cx, HttpPhases&) {
     if (!proxy_add_variables(current_main_conf(cx).variables))
         return cx.error("a proxy variable is already defined");
+    create_temp_paths(cx, main_conf(cx));
     return true;
 }
 

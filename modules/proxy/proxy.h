@@ -118,6 +118,8 @@ struct ProxyMainConf : ModuleConf {
     // Targets whose upstream is resolved after the http{} block is read (an
     // upstream{} may follow the proxy_pass that names it, as in nginx).
     std::vector<ProxyTarget*> targets;
+    // client_body_temp_path of every proxy_pass location: created by the master.
+    std::vector<std::string> temp_paths;
     bool defaults_compiled = false;
     ProxyHeader default_host, default_connection;
 };
@@ -181,7 +183,6 @@ struct ProxyCtx {
     bool body_started = false;     // streaming: body bytes are being forwarded (no retry after)
     bool body_done = false;        // the client's body ended (or there is none)
     bool body_paused = false;      // streaming: the client's body waits for the upstream socket
-    bool body_abandoned = false;   // the response ended first: the rest is the core's to discard
     bool asked_close = false;      // "Connection: close" went upstream
     bool upgrade_requested = false;
     ProxyBodyReader reader;

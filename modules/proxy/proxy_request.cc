@@ -446,12 +446,16 @@ bool send_streaming(ProxyCtx& ctx) {
 
 bool ProxyBodyReader::on_body_data(Request&, std::string_view data) {
     ProxyCtx& c = *ctx;
-    if (c.finished || c.body_abandoned) return false;
+    // Once the response is over, the rest of the body is the core's to discard.
+    if (c.finished) return false;
     if (c.body_mode == ProxyBodyMode::Buffered) {
         if (buffer_body(c, data)) return true;
         proxy_finish(c, 500);
         return false;
     }
+    // Body bytes still going up while the response comes down: the
+    // upstream is busy, not idle.
+    if (c.head_done) proxy_arm_timer(c, *c.conf->read_timeout_ms);
     if (stream_out(c, data, false)) return true;
     c.body_paused = true;
     return false;
@@ -459,7 +463,7 @@ bool ProxyBodyReader::on_body_data(Request&, std::string_view data) {
 
 void ProxyBodyReader::on_body_end(Request&, int status) {
     ProxyCtx& c = *ctx;
-    if (c.finished || c.body_abandoned) return;
+    if (c.finished) return;
     if (status != 0) {
         // 400, 408, 413 or 499: the client's body is broken; so is what the
         // upstream got of it.

@@ -171,7 +171,7 @@ void pause_reading(ProxyCtx& ctx) {
 
 void decide_reuse(ProxyCtx& ctx) {
     ctx.reusable = ctx.upstream->keepalive > 0 && ctx.resp->keep_alive && !ctx.asked_close && ctx.request_sent &&
-                   !ctx.body_abandoned && !ctx.extra_bytes;
+                   !ctx.extra_bytes;
 }
 
 // Turns bytes of the window into body pieces for the client; false when
@@ -328,18 +328,22 @@ void handle_head(ProxyCtx& ctx) {
         return;
     }
     ctx.head_done = true;
-    if (!ctx.request_sent) {
-        // The upstream answered before taking the whole request: stop
-        // sending; the connection cannot be reused.
-        ctx.body_abandoned = true;
-        proxy_want_write(ctx, false);
-    }
+    // An upstream that answers before it has the whole request body (an
+    // echo, a streaming RPC) still reads it: the body keeps flowing while
+    // the response does. Should the response end first, the rest of the
+    // body is the core's to discard and the connection is not reused.
     keep_head(ctx);
     map_headers(ctx);
     if (h.body == ResponseHead::Body::Chunked) ctx.decoder.reset();
     ctx.body_left = h.content_length;
     r.set_drain_handler(proxy_on_drain, &ctx);
     if (!r.send_header()) {
+        proxy_finish(ctx, 0);
+        return;
+    }
+    // A head without body bytes yet goes to the client now: the body may be
+    // long in coming (a stream, an echo waiting for the request body).
+    if (ctx.head_filled == h.head_length && h.body != ResponseHead::Body::None && !r.connection().flush()) {
         proxy_finish(ctx, 0);
         return;
     }

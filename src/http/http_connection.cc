@@ -259,6 +259,7 @@ void HttpConnection::request_done() {
     // A reader the request left paused dies with it; the core discards the rest.
     body_reader_ = nullptr;
     body_paused_ = false;
+    drop_unread_body_bytes();
     bool keep = r.keep_alive_ && !closing_ && !worker_.shutting_down();
     if (keep && requests_ >= *r.core_conf().keepalive_requests) keep = false;
     bool body_unread = body_left_ > 0 || body_chunked_;
@@ -473,23 +474,40 @@ HttpConnection::BodyStep HttpConnection::feed_body(const char*& p, size_t& n) {
     }
 }
 
+// Feeds the body bytes already read: first what arrived with the head, then
+// what a paused reader left of the last socket read.
+HttpConnection::BodyStep HttpConnection::feed_buffered_body() {
+    if (start_ < end_) {
+        const char* p = buf_.get() + start_;
+        size_t n = end_ - start_;
+        BodyStep step = feed_body(p, n);
+        start_ = size_t(p - buf_.get());
+        return step;
+    }
+    if (body_buf_start_ < body_buf_end_) {
+        const char* p = body_buf_.get() + body_buf_start_;
+        size_t n = body_buf_end_ - body_buf_start_;
+        BodyStep step = feed_body(p, n);
+        body_buf_start_ = size_t(p - body_buf_.get());
+        if (step == BodyStep::Done && n > 0) pipelined_.append(p, n);  // past a chunked body's end
+        if (step == BodyStep::Done || body_buf_start_ == body_buf_end_) body_buf_start_ = body_buf_end_ = 0;
+        return step;
+    }
+    // Content-Length: 0, or a length that the head's buffer held completely.
+    if (!body_chunked_ && body_left_ == 0) return BodyStep::Done;
+    return BodyStep::NeedData;
+}
+
 void HttpConnection::pump_body() {
     Request& r = *request_;
     constexpr size_t kBodyBufSize = 16384;
     for (;;) {
-        // First what arrived with the head, then fresh socket reads.
-        const char* p = buf_.get() + start_;
-        size_t n = end_ - start_;
-        BodyStep step = BodyStep::NeedData;
-        if (n > 0) {
-            step = feed_body(p, n);
-            start_ = size_t(p - buf_.get());
-        }
+        BodyStep step = feed_buffered_body();
         if (step == BodyStep::NeedData) {
             if (!body_buf_) body_buf_.reset(new char[kBodyBufSize]);
             size_t want = kBodyBufSize;
             if (!body_chunked_) want = size_t(std::min<uint64_t>(body_left_, kBodyBufSize));
-            ssize_t got = want ? ::read(fd_, body_buf_.get(), want) : 0;
+            ssize_t got = ::read(fd_, body_buf_.get(), want);
             if (got < 0 && (errno == EAGAIN || errno == EINTR)) {
                 if (!reading_) {
                     event_add(&read_ev_, nullptr);
@@ -504,10 +522,10 @@ void HttpConnection::pump_body() {
                 closing_ = true;
                 return end_body(499);
             }
-            p = body_buf_.get();
-            n = size_t(got);
-            step = feed_body(p, n);
-            if (n > 0) pipelined_.append(p, n);  // only after a chunked body's end
+            // Kept until fed: a reader that pauses midway resumes from here.
+            body_buf_start_ = 0;
+            body_buf_end_ = size_t(got);
+            continue;
         }
         switch (step) {
         case BodyStep::NeedData: continue;
@@ -526,6 +544,21 @@ void HttpConnection::pump_body() {
         case BodyStep::Stopped: return;
         }
     }
+}
+
+// The request ended with part of its body read but not taken: those bytes
+// are skipped like the rest of the body (what follows a chunked body's end
+// is the next request's).
+void HttpConnection::drop_unread_body_bytes() {
+    if (body_buf_start_ == body_buf_end_) return;
+    const char* p = body_buf_.get() + body_buf_start_;
+    size_t n = body_buf_end_ - body_buf_start_;
+    body_buf_start_ = body_buf_end_ = 0;
+    if (!consume_body(p, n)) {
+        closing_ = true;
+        return;
+    }
+    if (n > 0) pipelined_.append(p, n);
 }
 
 // ---- graceful shutdown ----

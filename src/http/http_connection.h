@@ -87,7 +87,9 @@ private:
     void discard_body();
     enum class BodyStep : uint8_t { NeedData, Paused, Done, Error, Stopped };
     BodyStep feed_body(const char*& p, size_t& n);
+    BodyStep feed_buffered_body();
     void pump_body();
+    void drop_unread_body_bytes();
     void end_body(int status);
     bool consume_body(const char*& p, size_t& n);
     void start_lingering_close();
@@ -128,6 +130,8 @@ private:
     BodyReader* body_reader_ = nullptr;
     bool body_paused_ = false;
     std::unique_ptr<char[]> body_buf_;  // socket reads of body bytes past the head buffer
+    // What a reader that paused has not taken yet of the last socket read.
+    size_t body_buf_start_ = 0, body_buf_end_ = 0;
     std::string pipelined_;             // bytes read past a chunked body: the next request's
 
     // Write queue.
