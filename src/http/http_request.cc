@@ -289,8 +289,15 @@ bool Request::send_header() {
     h.push_back(' ');
     h.append(out_.status_line.empty() ? status_reason(status) : out_.status_line);
     h.append("\r\n");
-    append_header(h, "Server", *core_conf().server_tokens ? "sluice/" SLUICE_VERSION : "sluice");
-    append_header(h, "Date", http_date_now());
+    // A Server or Date a module passed on (proxy_pass_header) stands for the
+    // gateway's own, as in nginx.
+    bool has_server = false, has_date = false;
+    for (const Header& hd : out_.headers) {
+        if (hd.name.size() == 6 && iequals(hd.name, "server")) has_server = true;
+        else if (hd.name.size() == 4 && iequals(hd.name, "date")) has_date = true;
+    }
+    if (!has_server) append_header(h, "Server", *core_conf().server_tokens ? "sluice/" SLUICE_VERSION : "sluice");
+    if (!has_date) append_header(h, "Date", http_date_now());
     if (!out_.content_type.empty()) append_header(h, "Content-Type", out_.content_type);
     if (out_.content_length >= 0) {
         h.append("Content-Length: ");
