@@ -28,8 +28,6 @@ struct AuthSetting {
     bool enabled = false;
     std::string realm;
     std::shared_ptr<http::ComplexValue> token;  // null: the Authorization header
-    std::string file;                           // where it was set, for merge errors
-    int line = 0;
 };
 
 struct RequireRule {

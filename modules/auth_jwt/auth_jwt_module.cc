@@ -189,6 +189,9 @@ bool claim_value(Request& r, json_t* v, std::string_view& out) {
 
 }  // namespace
 
+// An Access verdict: declined (Continue) where auth_jwt is off, granted
+// (NextPhase) for a valid token, denied (Finish with 401 or 403) otherwise;
+// the engine combines it with the other access checks as `satisfy` says.
 Next access_handler(Request& r) {
     const auto& c = r.loc_conf<AuthJwtLocConf>(auth_jwt_module);
     if (!c.auth->enabled) return Next::Continue;
@@ -214,7 +217,7 @@ Next access_handler(Request& r) {
         r.set_status(status);
         return Next::Finish;
     }
-    return Next::Continue;
+    return Next::NextPhase;  // granted (http_phases.h: the Access verdicts)
 }
 
 bool claim_variable(Request& r, std::string_view& value, uintptr_t data) {

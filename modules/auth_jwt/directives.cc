@@ -24,8 +24,6 @@ bool set_auth_jwt(ConfContext& cx, void* conf) {
     auto& c = *static_cast<AuthJwtLocConf*>(conf);
     if (c.auth) return cx.duplicate();
     AuthSetting s;
-    s.file = cx.statement().file;
-    s.line = cx.statement().line;
     if (cx.arg(0) == "off") {
         if (cx.arg_count() > 1) return cx.invalid_value(1);
         c.auth = std::move(s);

@@ -67,6 +67,13 @@ http {
             auth_jwt_max_size 1k;
             proxy_pass http://127.0.0.1:{{UP}};
         }
+        location /either/ {
+            satisfy any;
+            deny all;
+            auth_jwt "either";
+            auth_jwt_key_file secret.key;
+            proxy_pass http://127.0.0.1:{{UP}};
+        }
         location /open/ {
             proxy_pass http://127.0.0.1:{{UP}};
         }
@@ -273,6 +280,17 @@ TEST_F(AuthJwtTest, RequireAndClaimEquals) {
     r = get_with("/admin/x", token(R"({"iss":"https://evil.example","admin":true})"));
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 401);
+}
+
+TEST_F(AuthJwtTest, SatisfyAnyGrantsOnAValidToken) {
+    auto r = get_with("/either/x", token(R"({"sub":"a"})"));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_FALSE(r->has("WWW-Authenticate"));
+    r = get("/either/x");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 401);  // the last denial wins, as in nginx
+    EXPECT_EQ(r->header("WWW-Authenticate"), "Bearer realm=\"either\"");
 }
 
 TEST_F(AuthJwtTest, CachedTokenWorksUntilItExpires) {
