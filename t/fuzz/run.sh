@@ -14,6 +14,7 @@ sources_for() {
         fuzz_request|fuzz_response|fuzz_uri) echo "src/http/http_parse.cc src/http/uri.cc" ;;
         fuzz_chunked) echo "src/http/http_chunked.cc" ;;
         fuzz_config) echo "src/core/conf_file.cc src/core/conf_values.cc" ;;
+        fuzz_jwt) echo "modules/auth_jwt/jwt_keys.cc modules/auth_jwt/jwt_token.cc -ljansson -ljwt -lcrypto" ;;
         *) echo "t/fuzz/run.sh: no sources listed for $1" >&2; exit 1 ;;
     esac
 }
