@@ -18,8 +18,10 @@ namespace sluice::auth_api_key {
 
 constexpr std::string_view kDefaultHeader = "X-API-Key";
 
-// Where a request's key is taken from: a header (removed from the request
-// once checked, so the upstream never sees it), or any variable.
+// Where a request's key is taken from: a header or any variable. The header
+// stays in the request, as nginx leaves Authorization to auth_basic: an
+// internal redirect (index, error_page) runs the access checks again and
+// needs it. `proxy_set_header X-API-Key "";` keeps it from the upstream.
 struct KeySource {
     std::string header;        // empty in token mode
     http::ComplexValue token;  // token=$variable
@@ -41,7 +43,6 @@ struct ApiKeyLocConf : ModuleConf {
 };
 
 http::Next check_api_key(http::Request& r);
-http::Next strip_key_header(http::Request& r);
 bool consumer_variable(http::Request& r, std::string_view& value, uintptr_t data);
 
 }  // namespace sluice::auth_api_key

@@ -59,14 +59,6 @@ http::Next check_api_key(http::Request& r) {
     return http::Next::NextPhase;
 }
 
-// Precontent: whichever handler granted access (satisfy any may end the
-// Access phase before this module runs), the key header is not forwarded.
-http::Next strip_key_header(http::Request& r) {
-    const ApiKeyLocConf& c = conf_of(r);
-    if (*c.enabled && !c.source->header.empty()) r.remove_header(c.source->header);
-    return http::Next::Continue;
-}
-
 // $api_key_consumer: the consumer whose key authenticated this request; not
 // found (empty, "-" in logs) otherwise.
 bool consumer_variable(http::Request& r, std::string_view& value, uintptr_t) {

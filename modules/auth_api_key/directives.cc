@@ -129,7 +129,6 @@ bool merge_loc_conf(ConfContext& cx, const ModuleConf& parent, ModuleConf& child
 
 bool postconfiguration(ConfContext& cx, http::HttpPhases& phases) {
     phases.add(http::Phase::Access, check_api_key);
-    phases.add(http::Phase::Precontent, strip_key_header);
     auto& vars = http::current_main_conf(cx).variables;
     if (vars.add("api_key_consumer", consumer_variable, 0) < 0)
         return cx.error("the duplicate \"api_key_consumer\" variable");

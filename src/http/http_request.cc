@@ -90,10 +90,6 @@ std::string_view Request::header(std::string_view name, bool* found) const {
     return {};
 }
 
-size_t Request::remove_header(std::string_view name) {
-    return std::erase_if(head_.headers, [&](const Header& h) { return iequals(h.name, name); });
-}
-
 std::string_view Request::remote_addr() const { return conn_.peer_text(); }
 uint16_t Request::remote_port() const { return conn_.peer_port(); }
 std::string_view Request::server_addr() const { return conn_.local_text(); }

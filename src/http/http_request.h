@@ -81,10 +81,6 @@ public:
     bool http10() const { return head_.version_minor == 0; }
     // First request header of that name (case-insensitive), empty if none.
     std::string_view header(std::string_view name, bool* found = nullptr) const;
-    // Drops every request header of that name (case-insensitive) so that no
-    // later phase sees it and the proxy does not forward it (a credential the
-    // gateway consumed); returns how many.
-    size_t remove_header(std::string_view name);
 
     // ---- where it is routed ----
     CoreSrvConf& server() const { return *server_; }

@@ -66,6 +66,14 @@ http {
             proxy_pass http://127.0.0.1:{{UPSTREAM}};
         }
         location /key-off/ { auth_api_key off; proxy_pass http://127.0.0.1:{{UPSTREAM}}; }
+        location /key-hidden/ {
+            auth_api_key on;
+            proxy_set_header X-API-Key "";
+            proxy_set_header X-Consumer $api_key_consumer;
+            proxy_pass http://127.0.0.1:{{UPSTREAM}};
+        }
+        # The index file is an internal redirect: the checks run again.
+        location /key-static/ { auth_api_key on; root {{PREFIX}}/html; }
 
         location /all-allow-key/ { allow 127.0.0.1; auth_api_key on; proxy_pass http://127.0.0.1:{{UPSTREAM}}; }
         location /all-deny-key/  { deny all; auth_api_key on; proxy_pass http://127.0.0.1:{{UPSTREAM}}; }
@@ -114,6 +122,9 @@ protected:
     AccessTest() : daemon_(std::string(kMainConfig) + std::string(kConfig), {{"UPSTREAM", upstream_.port()}}) {
         daemon_.dir().write("conf/keys", kKeyFile);
         daemon_.dir().write("conf/bob-keys", kBobOnlyFile);
+        daemon_.dir().write("html/key-static/index.html", "static page\n");
+        // Workers started by root run as nobody and must reach the page.
+        for (const char* dir : {"", "html", "html/key-static"}) chmod(daemon_.dir().path(dir).c_str(), 0755);
     }
 
     void SetUp() override {
@@ -194,18 +205,25 @@ TEST_F(AccessTest, ApiKeyValidMissingWrong) {
     EXPECT_EQ(status("/key/", "x-api-key: alice-key\r\n"), 200);
 }
 
-TEST_F(AccessTest, ApiKeyHeaderIsNotForwarded) {
-    Response ok = get("/key/", key_header(kAliceKey) + "X-Other: kept\r\n");
-    ASSERT_EQ(ok.status, 200) << ok;
-    EXPECT_THAT(ok.body, AllOf(Not(HasSubstr("x-api-key")), Not(HasSubstr("alice-key")), HasSubstr("\"x-other\":\"kept\"")));
-    // Stripped wherever auth_api_key is on, whichever handler granted access.
-    Response any = get("/any-allow-key/", key_header(kAliceKey));
-    ASSERT_EQ(any.status, 200) << any;
-    EXPECT_THAT(any.body, Not(HasSubstr("x-api-key")));
-    // Where it is off, the header is the client's business.
-    Response off = get("/key-off/", key_header(kAliceKey));
-    ASSERT_EQ(off.status, 200) << off;
-    EXPECT_THAT(off.body, HasSubstr("\"x-api-key\":\"alice-key\""));
+// The key header is forwarded as nginx forwards Authorization; the
+// documented proxy_set_header line keeps it from the upstream.
+TEST_F(AccessTest, ApiKeyHeaderForwardedUnlessHidden) {
+    Response plain = get("/key/", key_header(kAliceKey));
+    ASSERT_EQ(plain.status, 200) << plain;
+    EXPECT_THAT(plain.body, HasSubstr("\"x-api-key\":\"alice-key\""));
+    Response hidden = get("/key-hidden/", key_header(kAliceKey) + "X-Other: kept\r\n");
+    ASSERT_EQ(hidden.status, 200) << hidden;
+    EXPECT_THAT(hidden.body, AllOf(Not(HasSubstr("x-api-key")), Not(HasSubstr("alice-key")),
+                                   HasSubstr("\"x-other\":\"kept\""), HasSubstr("\"x-consumer\":\"alice\"")));
+    EXPECT_EQ(status("/key-hidden/"), 401);
+}
+
+TEST_F(AccessTest, ApiKeyAcrossAnInternalRedirect) {
+    Response page = get("/key-static/", key_header(kBobKey));
+    EXPECT_EQ(page.status, 200) << page;
+    EXPECT_EQ(page.body, "static page\n");
+    EXPECT_EQ(status("/key-static/"), 401);
+    EXPECT_EQ(status("/key-static/index.html", key_header("wrong")), 401);
 }
 
 TEST_F(AccessTest, ApiKeySources) {
@@ -282,6 +300,69 @@ TEST_F(AccessTest, KeepAliveAfterDenials) {
     ASSERT_TRUE(r) << c.error();
     EXPECT_EQ(r->status, 200);
     EXPECT_THAT(r->body, HasSubstr("\"x-consumer\":\"bob\""));
+}
+
+// ---- satisfy with auth_jwt: a grant after a 401 ----------------------------
+
+constexpr std::string_view kJwks =
+    R"({"keys":[{"kty":"oct","k":"YWNjZXNzLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODlhYmM","alg":"HS256"}]})";
+// HS256 over {"sub":"jwt-user"} with the key above.
+constexpr std::string_view kJwt =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJqd3QtdXNlciJ9.QmoMYTr_UFYsN7p4Ebgblj9kVig9WitTaiNemT1qrgk";
+
+constexpr std::string_view kJwtConfig = R"(
+events { worker_connections 64; }
+http {
+    access_log off;
+    auth_api_key_file {{PREFIX}}/conf/keys;
+    auth_jwt_key_file {{PREFIX}}/conf/jwks;
+    server {
+        listen 127.0.0.1:{{PORT}};
+        location /any/ { satisfy any; auth_api_key on; auth_jwt "api"; proxy_pass http://127.0.0.1:{{UPSTREAM}}; }
+        location /all/ { auth_api_key on; auth_jwt "api"; proxy_pass http://127.0.0.1:{{UPSTREAM}}; }
+    }
+}
+)";
+
+class SatisfyJwtTest : public ::testing::Test {
+protected:
+    SatisfyJwtTest() : daemon_(std::string(kMainConfig) + std::string(kJwtConfig), {{"UPSTREAM", upstream_.port()}}) {
+        daemon_.dir().write("conf/keys", kKeyFile);
+        daemon_.dir().write("conf/jwks", kJwks);
+    }
+    void SetUp() override {
+        ASSERT_TRUE(upstream_.start());
+        ASSERT_TRUE(daemon_.start());
+    }
+    Response get(std::string_view path, std::string_view headers = "") {
+        auto response = http_get(daemon_.port(), path, headers);
+        return response ? *response : Response{};
+    }
+
+    UpstreamProcess upstream_;
+    Daemon daemon_;
+};
+
+const std::string kBearer = "Authorization: Bearer " + std::string(kJwt) + "\r\n";
+
+TEST_F(SatisfyJwtTest, AnyForgetsTheEarlierChallengeOnAGrant) {
+    // auth_api_key denies (401 + challenge), then auth_jwt grants.
+    Response jwt_only = get("/any/", kBearer);
+    EXPECT_EQ(jwt_only.status, 200) << jwt_only;
+    EXPECT_FALSE(jwt_only.has("WWW-Authenticate")) << jwt_only;
+    EXPECT_EQ(get("/any/", key_header(kAliceKey)).status, 200);
+    // Neither: the last denial (auth_jwt's 401) answers, with both challenges.
+    Response neither = get("/any/");
+    EXPECT_EQ(neither.status, 401);
+    EXPECT_EQ(neither.count("WWW-Authenticate"), 2) << neither;
+}
+
+TEST_F(SatisfyJwtTest, AllNeedsBoth) {
+    EXPECT_EQ(get("/all/", kBearer).status, 401);
+    EXPECT_EQ(get("/all/", key_header(kAliceKey)).status, 401);
+    Response both = get("/all/", kBearer + key_header(kAliceKey));
+    EXPECT_EQ(both.status, 200) << both;
+    EXPECT_FALSE(both.has("WWW-Authenticate"));
 }
 
 // ---- configuration errors, as `sluice -t` reports them -----------------------
