@@ -95,19 +95,21 @@ const AccessRule* first_of_kind(std::span<const AccessRule> rules, Cidr::Kind ki
 
 const AccessRule* first_matching_rule(std::span<const AccessRule> rules, const sockaddr_storage& client) {
     switch (client.ss_family) {
-    case AF_INET: {
-        const auto& sin = reinterpret_cast<const sockaddr_in&>(client);
-        return first_of_kind(rules, Cidr::Kind::V4, reinterpret_cast<const uint8_t*>(&sin.sin_addr));
-    }
-    case AF_INET6: {
-        const auto& sin6 = reinterpret_cast<const sockaddr_in6&>(client);
-        const uint8_t* a = sin6.sin6_addr.s6_addr;
-        if (IN6_IS_ADDR_V4MAPPED(&sin6.sin6_addr) && has_v4_list(rules))
-            return first_of_kind(rules, Cidr::Kind::V4, a + 12);
-        return first_of_kind(rules, Cidr::Kind::V6, a);
-    }
-    case AF_UNIX: return first_of_kind(rules, Cidr::Kind::Unix, nullptr);
-    default: return nullptr;
+        case AF_INET: {
+            const auto& sin = reinterpret_cast<const sockaddr_in&>(client);
+            return first_of_kind(rules, Cidr::Kind::V4, reinterpret_cast<const uint8_t*>(&sin.sin_addr));
+        }
+        case AF_INET6: {
+            const auto& sin6 = reinterpret_cast<const sockaddr_in6&>(client);
+            const uint8_t* a = sin6.sin6_addr.s6_addr;
+            if (IN6_IS_ADDR_V4MAPPED(&sin6.sin6_addr) && has_v4_list(rules))
+                return first_of_kind(rules, Cidr::Kind::V4, a + 12);
+            return first_of_kind(rules, Cidr::Kind::V6, a);
+        }
+        case AF_UNIX:
+            return first_of_kind(rules, Cidr::Kind::Unix, nullptr);
+        default:
+            return nullptr;
     }
 }
 

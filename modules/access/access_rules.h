@@ -15,8 +15,8 @@ namespace sluice::access {
 struct Cidr {
     enum class Kind : uint8_t { All, V4, V6, Unix };
     Kind kind = Kind::All;
-    uint8_t prefix = 0;              // V4: 0..32, V6: 0..128
-    std::array<uint8_t, 16> net{};   // network bytes (4 used for V4), host bits zero
+    uint8_t prefix = 0;             // V4: 0..32, V6: 0..128
+    std::array<uint8_t, 16> net{};  // network bytes (4 used for V4), host bits zero
     std::array<uint8_t, 16> mask{};
 };
 

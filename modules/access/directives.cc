@@ -13,9 +13,13 @@ bool set_rule(ConfContext& cx, void* conf) {
     AccessRule rule;
     rule.deny = cx.name() == "deny";
     switch (parse_cidr(cx.arg(0), rule.cidr)) {
-    case CidrParse::Invalid: return cx.error("invalid parameter \"%s\"", cx.arg(0).c_str());
-    case CidrParse::HostBitsSet: cx.warn("low address bits of %s are meaningless", cx.arg(0).c_str()); break;
-    case CidrParse::Ok: break;
+        case CidrParse::Invalid:
+            return cx.error("invalid parameter \"%s\"", cx.arg(0).c_str());
+        case CidrParse::HostBitsSet:
+            cx.warn("low address bits of %s are meaningless", cx.arg(0).c_str());
+            break;
+        case CidrParse::Ok:
+            break;
     }
     c.own.push_back(rule);
     return true;
@@ -26,7 +30,9 @@ const Directive kDirectives[] = {
     {"deny", kHttpAnyContext, Args(1), ConfLevel::Location, set_rule},
 };
 
-std::unique_ptr<ModuleConf> create_loc_conf() { return std::make_unique<AccessLocConf>(); }
+std::unique_ptr<ModuleConf> create_loc_conf() {
+    return std::make_unique<AccessLocConf>();
+}
 
 bool merge_loc_conf(ConfContext&, const ModuleConf& parent, ModuleConf& child) {
     auto& p = static_cast<const AccessLocConf&>(parent);

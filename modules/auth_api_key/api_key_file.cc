@@ -15,7 +15,9 @@ int hex_value(char c) {
     return -1;
 }
 
-bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+bool is_blank(char c) {
+    return c == ' ' || c == '\t' || c == '\r';
+}
 
 // The next whitespace-separated field of `line`, removed from it.
 std::string_view next_field(std::string_view& line) {

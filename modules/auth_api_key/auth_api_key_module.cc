@@ -10,7 +10,9 @@ namespace sluice::auth_api_key {
 
 namespace {
 
-const ApiKeyLocConf& conf_of(http::Request& r) { return r.loc_conf<ApiKeyLocConf>(auth_api_key_module); }
+const ApiKeyLocConf& conf_of(http::Request& r) {
+    return r.loc_conf<ApiKeyLocConf>(auth_api_key_module);
+}
 
 // The key the client presented, or why there is none usable. Two headers
 // are refused: which one a later hop would read is anybody's guess.
@@ -49,7 +51,8 @@ http::Next check_api_key(http::Request& r) {
     if (const char* why = presented_key(r, *c.source, key)) return deny(r, *c.source, why);
     Digest digest;
     if (!sha256(key, digest)) {
-        SLUICE_LOG(LogLevel::Alert, "*%llu SHA-256 of an API key failed", static_cast<unsigned long long>(r.connection_number()));
+        SLUICE_LOG(LogLevel::Alert, "*%llu SHA-256 of an API key failed",
+                   static_cast<unsigned long long>(r.connection_number()));
         r.set_status(500);
         return http::Next::Finish;
     }

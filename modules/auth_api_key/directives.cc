@@ -58,8 +58,9 @@ bool set_auth_api_key(ConfContext& cx, void* conf) {
         c.enabled = false;
         return true;
     }
-    if (cx.arg(0) != "on") return cx.error("invalid value \"%s\" in \"auth_api_key\" directive, it must be \"on\" or \"off\"",
-                                          cx.arg(0).c_str());
+    if (cx.arg(0) != "on")
+        return cx.error("invalid value \"%s\" in \"auth_api_key\" directive, it must be \"on\" or \"off\"",
+                        cx.arg(0).c_str());
     auto src = std::make_shared<KeySource>();
     if (!parse_key_source(cx, *src)) return false;
     c.enabled = true;
@@ -109,7 +110,9 @@ const Directive kDirectives[] = {
     {"auth_api_key_file", kHttpAnyContext, Args(1), ConfLevel::Location, set_auth_api_key_file},
 };
 
-std::unique_ptr<ModuleConf> create_loc_conf() { return std::make_unique<ApiKeyLocConf>(); }
+std::unique_ptr<ModuleConf> create_loc_conf() {
+    return std::make_unique<ApiKeyLocConf>();
+}
 
 bool merge_loc_conf(ConfContext& cx, const ModuleConf& parent, ModuleConf& child) {
     auto& p = static_cast<const ApiKeyLocConf&>(parent);

@@ -3,6 +3,7 @@
 // the test with the SHA-256 digests of fixed test keys.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -92,7 +93,9 @@ http {
 }
 )";
 
-std::string key_header(std::string_view key) { return "X-API-Key: " + std::string(key) + "\r\n"; }
+std::string key_header(std::string_view key) {
+    return "X-API-Key: " + std::string(key) + "\r\n";
+}
 
 // GET over IPv6 loopback: the harness's clients speak IPv4 only. Returns the
 // status, or 0 when there was no well-formed answer.
@@ -247,13 +250,24 @@ TEST_F(AccessTest, ConsumerInTheAccessLog) {
     EXPECT_EQ(status("/key/b", key_header("wrong")), 401);
     EXPECT_EQ(status("/open/c", key_header(kAliceKey)), 200);  // no auth here: no consumer
     std::string log;
-    ASSERT_TRUE(wait_until([&] {
-        log = daemon_.dir().read("logs/consumer.log");
-        return log.find("/open/c") != std::string::npos;
-    }, kDefaultTimeout));
+    ASSERT_TRUE(wait_until(
+        [&] {
+            log = daemon_.dir().read("logs/consumer.log");
+            return log.find("/open/c") != std::string::npos;
+        },
+        kDefaultTimeout));
     EXPECT_THAT(log, HasSubstr("/key/a 200 [alice]\n"));
     EXPECT_THAT(log, HasSubstr("/key/b 401 [-]\n"));
     EXPECT_THAT(log, HasSubstr("/open/c 200 [-]\n"));
+}
+
+TEST_F(AccessTest, ReloadReadsKeyFilesAgain) {
+    ASSERT_EQ(status("/key/", key_header(kAliceKey)), 200);
+    // carol replaces alice: sha256("carol-key").
+    daemon_.dir().write("conf/keys", "carol 368c3387fc9b5ce6ab156ad952031f52bc9154e89a727020cd314f8910a21823\n");
+    ASSERT_TRUE(daemon_.signal(SIGHUP));
+    EXPECT_TRUE(wait_until([&] { return status("/key/", key_header("carol-key")) == 200; }, kDefaultTimeout));
+    EXPECT_EQ(status("/key/", key_header(kAliceKey)), 401);
 }
 
 TEST_F(AccessTest, SatisfyAllNeedsEveryHandler) {
@@ -408,9 +422,11 @@ TEST(AccessConfig, HostBitsAreAWarning) {
 TEST(AccessConfig, KeyFileErrors) {
     CheckResult missing = check_config("auth_api_key_file nosuch/keys;\n");
     EXPECT_FALSE(missing.accepted);
-    EXPECT_THAT(missing.output, HasSubstr("open() \"PREFIX/nosuch/keys\" failed (2: No such file or directory) in CONF:6"));
+    EXPECT_THAT(missing.output,
+                HasSubstr("open() \"PREFIX/nosuch/keys\" failed (2: No such file or directory) in CONF:6"));
 
-    CheckResult bad_line = check_config("\nauth_api_key_file conf/keys;\n", "# ok\nalice plain-key-pasted-by-mistake\n");
+    CheckResult bad_line =
+        check_config("\nauth_api_key_file conf/keys;\n", "# ok\nalice plain-key-pasted-by-mistake\n");
     EXPECT_FALSE(bad_line.accepted);
     EXPECT_THAT(bad_line.output,
                 HasSubstr("invalid API key file \"PREFIX/conf/keys\", line 2: the SHA-256 digest of consumer \"alice\" "
@@ -421,8 +437,9 @@ TEST(AccessConfig, KeyFileErrors) {
     EXPECT_FALSE(no_file.accepted);
     EXPECT_THAT(no_file.output, HasSubstr("\"auth_api_key\" is on but no \"auth_api_key_file\" applies in CONF:8"));
 
-    for (std::string bad : {"auth_api_key yes;", "auth_api_key on header=;", "auth_api_key on header=X:Y;",
-                            "auth_api_key on token=arg_key;", "auth_api_key on realm=x;", "auth_api_key off header=X;"}) {
+    for (std::string bad :
+         {"auth_api_key yes;", "auth_api_key on header=;", "auth_api_key on header=X:Y;",
+          "auth_api_key on token=arg_key;", "auth_api_key on realm=x;", "auth_api_key off header=X;"}) {
         CheckResult r = check_config(bad + "\n", std::string(kKeyFile));
         EXPECT_FALSE(r.accepted) << bad;
         EXPECT_THAT(r.output, HasSubstr("in CONF:6")) << bad;

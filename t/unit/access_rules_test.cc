@@ -42,8 +42,8 @@ bool contains(const char* cidr, const char* address) {
     Cidr c = parsed(cidr);
     sockaddr_storage a = client(address);
     const uint8_t* bytes = a.ss_family == AF_INET
-        ? reinterpret_cast<const uint8_t*>(&reinterpret_cast<sockaddr_in*>(&a)->sin_addr)
-        : reinterpret_cast<sockaddr_in6*>(&a)->sin6_addr.s6_addr;
+                               ? reinterpret_cast<const uint8_t*>(&reinterpret_cast<sockaddr_in*>(&a)->sin_addr)
+                               : reinterpret_cast<sockaddr_in6*>(&a)->sin6_addr.s6_addr;
     return cidr_contains(c, bytes);
 }
 
@@ -67,10 +67,28 @@ TEST(AccessCidr, ParsesAddressesAndNetworks) {
 
 TEST(AccessCidr, RejectsGarbage) {
     Cidr c;
-    for (const char* bad : {"", "10.0.0.1/33", "::/129", "10.0.0.1/", "10.0.0.1/-1", "10.0.0.1/+8", "10.0.0.1/8x",
-                            "10.0.0.1/0008", "10.0.0", "10.0.0.256", "10.0.0.1.5", " 10.0.0.1", "10.0.0.1 ",
-                            "010.0.0.1", "10.0.0.0/8/8", "/8", "fe80::1%eth0", "2001:db8:::1", "ALL", "unix",
-                            "localhost", "10.0.0.1/ 8"})
+    for (const char* bad : {"",
+                            "10.0.0.1/33",
+                            "::/129",
+                            "10.0.0.1/",
+                            "10.0.0.1/-1",
+                            "10.0.0.1/+8",
+                            "10.0.0.1/8x",
+                            "10.0.0.1/0008",
+                            "10.0.0",
+                            "10.0.0.256",
+                            "10.0.0.1.5",
+                            " 10.0.0.1",
+                            "10.0.0.1 ",
+                            "010.0.0.1",
+                            "10.0.0.0/8/8",
+                            "/8",
+                            "fe80::1%eth0",
+                            "2001:db8:::1",
+                            "ALL",
+                            "unix",
+                            "localhost",
+                            "10.0.0.1/ 8"})
         EXPECT_EQ(parse_cidr(bad, c), CidrParse::Invalid) << "\"" << bad << "\"";
 }
 
@@ -115,10 +133,15 @@ std::string verdict(const std::vector<AccessRule>& rs, const sockaddr_storage& a
     const AccessRule* r = first_matching_rule(rs, address);
     return !r ? "none" : r->deny ? "deny" : "allow";
 }
-std::string verdict(const std::vector<AccessRule>& rs, const char* address) { return verdict(rs, client(address)); }
+std::string verdict(const std::vector<AccessRule>& rs, const char* address) {
+    return verdict(rs, client(address));
+}
 
 TEST(AccessRules, FirstMatchWinsInOrder) {
-    auto rs = rules({{true, "192.168.1.1"}, {false, "192.168.1.0/24"}, {false, "10.1.1.0/16"}, {false, "2001:db8::/32"},
+    auto rs = rules({{true, "192.168.1.1"},
+                     {false, "192.168.1.0/24"},
+                     {false, "10.1.1.0/16"},
+                     {false, "2001:db8::/32"},
                      {true, "all"}});
     EXPECT_EQ(verdict(rs, "192.168.1.1"), "deny");
     EXPECT_EQ(verdict(rs, "192.168.1.2"), "allow");

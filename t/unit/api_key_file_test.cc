@@ -40,8 +40,8 @@ TEST(ApiKeyFile, Sha256MatchesKnownVectors) {
 TEST(ApiKeyFile, LoadsConsumersCommentsAndBlankLines) {
     ApiKeyTable t;
     std::string error;
-    std::string text = std::string("# consumers of the demo API\n\n  \t\nalice ") + kAliceDigest +
-                       "\r\n\tbob\t" + kBobDigest + "   # rotated 2026-11\nalice-2 " +
+    std::string text = std::string("# consumers of the demo API\n\n  \t\nalice ") + kAliceDigest + "\r\n\tbob\t" +
+                       kBobDigest + "   # rotated 2026-11\nalice-2 " +
                        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";  // no final newline
     ASSERT_TRUE(t.add_file_text(text, error)) << error;
     EXPECT_EQ(t.size(), 3u);
