@@ -92,6 +92,7 @@ bool safe_value(std::string_view v) {
 }
 
 char* put(char* p, std::string_view s) {
+    if (s.empty()) return p;  // an empty view may have no data() at all: memcpy must not see it
     memcpy(p, s.data(), s.size());
     return p + s.size();
 }

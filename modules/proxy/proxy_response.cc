@@ -294,6 +294,7 @@ void send_upgrade(ProxyCtx& ctx) {
     char* out = static_cast<char*>(ctx.r->arena()->allocate(total, 1));
     char* p = out;
     auto put = [&](std::string_view s) {
+        if (s.empty()) return;
         memcpy(p, s.data(), s.size());
         p += s.size();
     };
