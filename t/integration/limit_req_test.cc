@@ -35,6 +35,7 @@ http {
     limit_req_zone $http_x_b zone=b:1m rate=1r/m;
     limit_req_zone $http_x_k zone=tiny:4k rate=1r/m;
     limit_req_zone $http_x_k zone=window:1m rate=3r/m algorithm=sliding_window;
+    limit_req_zone $api_key_consumer zone=consumer:1m rate=1r/m;
 
     server {
         listen 127.0.0.1:{{PORT}};
@@ -48,6 +49,11 @@ http {
         location /dry/    { limit_req zone=minute nodelay; limit_req_dry_run on; }
         location /tiny/   { limit_req zone=tiny nodelay; }
         location /window/ { limit_req zone=window; }
+        location /consumer/ {
+            auth_api_key on;
+            auth_api_key_file conf/api_keys;
+            limit_req zone=consumer burst=1 nodelay;
+        }
     }
 }
 )";
@@ -61,12 +67,16 @@ double seconds_since(Clock::time_point start) {
 class LimitReqTest : public ::testing::Test {
 protected:
     LimitReqTest() : daemon_(std::string(kMainConfig) + std::string(kConfig)) {
-        for (const char* dir : {"global", "delay", "headers", "multi", "dry", "tiny", "window"})
+        for (const char* dir : {"global", "delay", "headers", "multi", "dry", "tiny", "window", "consumer"})
             daemon_.dir().write(std::string("html/") + dir + "/index.html", "ok\n");
         // Workers started by root run as nobody and must reach the pages.
         for (const char* dir : {"", "html", "html/global", "html/delay", "html/headers", "html/multi", "html/dry",
-                                "html/tiny", "html/window"})
+                                "html/tiny", "html/window", "html/consumer"})
             chmod(daemon_.dir().path(dir).c_str(), 0755);
+        // The consumer billing owns the keys "sekret" and "sekret2" (SHA-256).
+        daemon_.dir().write("conf/api_keys",
+                            "billing bb757689c39373a6cac9ef6ba55616c6249d7500ca4d443f1130c4766453a412\n"
+                            "billing b67e4d27cbc683e95fe06df7695e5952fa9fa0ed6a8386bd16555bfbe517dc3b\n");
     }
 
     void SetUp() override { ASSERT_TRUE(daemon_.start()); }
@@ -219,6 +229,22 @@ TEST_F(LimitReqTest, SlidingWindowQuota) {
     std::vector<int> statuses;
     for (int i = 0; i < 5; ++i) statuses.push_back(status("/window/", "X-K: w\r\n"));
     EXPECT_EQ(statuses, (std::vector<int>{200, 200, 200, 429, 429}));
+}
+
+TEST_F(LimitReqTest, AKeyThatAuthenticationSetsIsLimitedAfterAccess) {
+    // $api_key_consumer is empty in the Preaccess phase; the limit applies
+    // once auth_api_key has named the consumer, whichever key it used.
+    EXPECT_EQ(status("/consumer/", "X-API-Key: sekret\r\n"), 200);
+    EXPECT_EQ(status("/consumer/", "X-API-Key: sekret2\r\n"), 200);
+    auto r = get("/consumer/", "X-API-Key: sekret\r\n");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 429);
+    EXPECT_EQ(r->header("RateLimit"), "\"consumer\";r=0;t=120");
+    // Without a key: 401 from auth_api_key, not limited.
+    auto anonymous = get("/consumer/");
+    ASSERT_TRUE(anonymous);
+    EXPECT_EQ(anonymous->status, 401);
+    EXPECT_FALSE(anonymous->has("RateLimit"));
 }
 
 TEST_F(LimitReqTest, AFullZoneEvictsWithoutErrors) {
