@@ -304,5 +304,32 @@ TEST_F(LimitReqTest, AKilledWorkerLeavesTheLimitCorrect) {
     EXPECT_GT(rejected, 0);
 }
 
+// Configuration errors name the file and line, as `sluice -t` prints them.
+TEST(LimitReqConfigTest, ErrorsNameTheLine) {
+    struct Case {
+        std::string http_body;
+        std::string message;
+    };
+    const std::vector<Case> cases = {
+        {"server { listen 127.0.0.1:{{PORT}}; location / { limit_req zone=nope; } }",
+         "unknown limit_req_zone \"nope\""},
+        {"limit_req_zone $remote_addr zone=z:1m rate=fast;", "invalid rate \"fast\""},
+        {"limit_req_zone $remote_addr zone=z:1k rate=1r/s;", "zone \"z\" is too small"},
+        {"limit_req_zone $remote_addr zone=z:1m rate=1r/s algorithm=fifo;", "invalid algorithm \"fifo\""},
+        {"limit_req_zone $remote_addr zone=z:1m rate=1r/s; limit_req zone=z nodelay delay=2;",
+         "\"nodelay\" and \"delay\" are mutually exclusive"},
+        {"limit_req_zone $remote_addr zone=z:1m rate=1r/s; limit_req zone=z; limit_req zone=z burst=2;",
+         "limit_req \"z\" is duplicate"},
+        {"limit_req_status 200;", "value must be between 400 and 599"},
+    };
+    for (const Case& c : cases) {
+        Daemon daemon(std::string(kMainConfig) + "events { }\nhttp {\n" + c.http_body + "\n}\n");
+        CommandResult result = daemon.run_cli({"-t"});
+        EXPECT_NE(result.exit_code, 0) << c.http_body;
+        EXPECT_NE(result.output.find(c.message), std::string::npos) << result.output;
+        EXPECT_NE(result.output.find("sluice.conf:"), std::string::npos) << result.output;
+    }
+}
+
 }  // namespace
 }  // namespace sluice::test
