@@ -1,16 +1,15 @@
 // Key loading: JWKS (RFC 7517), PEM public keys and raw HMAC secrets. Runs
-// at configuration time (or in a JWKS fetcher), never per request: every key
-// is converted here to what verification needs, once.
+// at configuration time (or when a fetched JWKS is installed), never per
+// request: every key is parsed here into the EVP_PKEY that verification
+// uses, once.
 #include "jwt_keys.h"
 
 #include <jansson.h>
-#include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/decoder.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
-#include <openssl/pem.h>
 
 #include <atomic>
 #include <cerrno>
@@ -61,10 +60,6 @@ struct PkeyCtxDeleter {
     void operator()(EVP_PKEY_CTX* c) const { EVP_PKEY_CTX_free(c); }
 };
 using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter>;
-struct BioDeleter {
-    void operator()(BIO* b) const { BIO_free(b); }
-};
-using BioPtr = std::unique_ptr<BIO, BioDeleter>;
 struct BnDeleter {
     void operator()(BIGNUM* b) const { BN_free(b); }
 };
@@ -102,19 +97,10 @@ const Curve* curve_by_jwk_name(std::string_view name) {
     return nullptr;
 }
 
-// The PEM SubjectPublicKeyInfo of a public key: what libjwt verifies with.
-bool public_key_pem(EVP_PKEY* pkey, std::string& out) {
-    BioPtr bio(BIO_new(BIO_s_mem()));
-    if (!bio || PEM_write_bio_PUBKEY(bio.get(), pkey) != 1) return false;
-    char* data = nullptr;
-    long len = BIO_get_mem_data(bio.get(), &data);
-    if (len <= 0) return false;
-    out.assign(data, size_t(len));
-    return true;
-}
-
-// Classifies an RSA or EC public key into a Key (type, algorithms, PEM).
-bool key_from_pkey(EVP_PKEY* pkey, Key& key, std::string& error) {
+// Classifies an RSA or EC public key into a Key (type, algorithms) that
+// takes over the parsed key.
+bool key_from_pkey(PkeyPtr pkey_owned, Key& key, std::string& error) {
+    EVP_PKEY* pkey = pkey_owned.get();
     if (EVP_PKEY_get_base_id(pkey) == EVP_PKEY_RSA) {
         int bits = EVP_PKEY_get_bits(pkey);
         if (bits < int(kMinRsaBits)) {
@@ -141,10 +127,7 @@ bool key_from_pkey(EVP_PKEY* pkey, Key& key, std::string& error) {
         error = "unsupported public key type (RSA or EC expected)";
         return false;
     }
-    if (!public_key_pem(pkey, key.material)) {
-        error = "cannot encode the public key";
-        return false;
-    }
+    key.public_key = std::shared_ptr<EVP_PKEY>(pkey_owned.release(), EVP_PKEY_free);
     return true;
 }
 
@@ -184,7 +167,7 @@ bool rsa_jwk(json_t* jwk, Key& key, std::string& error) {
         error = "invalid RSA key in a JWK";
         return false;
     }
-    return key_from_pkey(pkey.get(), key, error);
+    return key_from_pkey(std::move(pkey), key, error);
 }
 
 bool ec_jwk(json_t* jwk, Key& key, std::string& error) {
@@ -210,7 +193,7 @@ bool ec_jwk(json_t* jwk, Key& key, std::string& error) {
         error = "invalid EC key in a JWK (not a point on " + std::string(curve->jwk_name) + ")";
         return false;
     }
-    return key_from_pkey(pkey.get(), key, error);
+    return key_from_pkey(std::move(pkey), key, error);
 }
 
 // A JWK's "alg", when present, narrows the key to that one algorithm; one
@@ -245,7 +228,7 @@ JwkResult parse_jwk(json_t* jwk, KeySet& set, std::string& error) {
     Key key;
     bool ok;
     if (type == "oct") {
-        ok = jwk_bytes(jwk, "k", key.material, error);
+        ok = jwk_bytes(jwk, "k", key.secret, error);
         key.type = KeyType::Hmac;
         key.algs = kHmacAlgs;
     } else if (type == "RSA") {
@@ -380,9 +363,8 @@ bool parse_pem_public_key(std::string_view pem, KeySet& set, std::string& error)
         error = "invalid PEM public key";
         return false;
     }
-    PkeyPtr pkey(raw);
     Key key;
-    if (!key_from_pkey(pkey.get(), key, error)) return false;
+    if (!key_from_pkey(PkeyPtr(raw), key, error)) return false;
     set.keys.push_back(std::move(key));
     return true;
 }
@@ -395,7 +377,7 @@ bool add_hmac_secret(std::string_view secret, KeySet& set, std::string& error) {
     Key key;
     key.type = KeyType::Hmac;
     key.algs = kHmacAlgs;
-    key.material = secret;
+    key.secret = secret;
     set.keys.push_back(std::move(key));
     return true;
 }

@@ -4,6 +4,8 @@
 // fetcher (auth_jwt_key_url) can swap in a new set without touching the
 // configuration.
 #pragma once
+#include <openssl/types.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -12,8 +14,9 @@
 
 namespace sluice::auth_jwt {
 
-// The algorithms libjwt 1.10 verifies. Each is tied to one key type (and, for
-// ES*, one curve): a key never verifies an algorithm of another type.
+// The JWS algorithms verified (with OpenSSL, jwt_token.cc). Each is tied to
+// one key type (and, for ES*, one curve): a key never verifies an algorithm
+// of another type.
 enum class Alg : uint8_t { HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, ES512 };
 constexpr unsigned kAlgCount = 9;
 constexpr uint32_t kAllAlgs = (1u << kAlgCount) - 1;
@@ -27,8 +30,12 @@ enum class KeyType : uint8_t { Hmac, Rsa, Ec };
 
 struct Key {
     KeyType type = KeyType::Hmac;
-    std::string kid;       // "" when the key has none
-    std::string material;  // HMAC: the secret; RSA, EC: a PEM SubjectPublicKeyInfo (libjwt's input)
+    std::string kid;     // "" when the key has none
+    std::string secret;  // HMAC keys: the secret bytes
+    // RSA and EC keys: parsed once, when the key is loaded, so a verification
+    // costs the public-key operation and nothing else. Shared: copies of a
+    // KeySet (a location's own keys and a fetched JWKS) share the key.
+    std::shared_ptr<EVP_PKEY> public_key;
     // The algorithms this key may verify: by its type (and curve), narrowed by
     // a JWK's "alg" member.
     uint32_t algs = 0;

@@ -38,6 +38,8 @@ struct ParsedToken {
     VerifiedToken token;
     std::string kid;  // "" without a kid header
     bool has_kid = false;
+    std::string signature;          // decoded third segment
+    size_t signing_input_size = 0;  // "header.payload": the bytes that were signed
 };
 
 // auth_jwt_claim_equals NAME VALUE...: the claim (or, when it is an array,
@@ -59,14 +61,17 @@ struct ClaimPolicy {
 // non-empty base64url segments (no padding), header and payload JSON objects
 // without duplicate members, a known "alg" ("none" is refused), no "crit",
 // no control characters anywhere in the decoded JSON or its strings, and
-// numeric exp/nbf/iat when present. `why` names the first failure (static
+// numeric exp/nbf/iat when present, a string "typ" when present (any value).
+// `why` names the first failure (static
 // text, for the log).
 bool parse_token(std::string_view token, size_t max_size, ParsedToken& out, const char*& why);
 
 // Checks the signature with the keys that may verify this token: a kid in
 // the header selects the keys with that kid; the algorithm must be one of
 // the key's (HMAC keys HS*, RSA keys RS*, EC keys the ES* of their curve)
-// and one of `algs`. Only such a key is handed to libjwt.
+// and one of `algs`. Only such a key is used, with OpenSSL (HS*: HMAC compared
+// in constant time; RS*: PKCS#1 v1.5; ES*: raw r || s of exactly twice the
+// curve's field size). `token` is the one `parsed` came from.
 bool verify_signature(std::string_view token, const ParsedToken& parsed, const KeySet& keys, uint32_t algs,
                       const char*& why);
 

@@ -1,7 +1,7 @@
 // libFuzzer target: the auth_jwt token parser and verifier on arbitrary
-// bytes, with an HMAC secret, an RSA and an EC key in the set, so inputs
-// reach the key selection and libjwt as well as the strict parse and the
-// claim checks.
+// bytes, with an HMAC secret and an EC key in the set, so inputs reach the
+// key selection and the OpenSSL verification (HMAC, ECDSA raw r || s to
+// DER) as well as the strict parse and the claim checks.
 #include <cstddef>
 #include <cstdint>
 #include <string>

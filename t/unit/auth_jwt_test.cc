@@ -1,8 +1,8 @@
 // Unit tests of the auth_jwt module's token code: strict parsing, signature
 // verification pinned to the key type, claim checks, key loading (JWKS, PEM,
 // secrets) and the verified-token cache. Keys and tokens are made here with
-// OpenSSL (EVP_PKEY_keygen, EVP_DigestSign, HMAC), never with libjwt, so a
-// libjwt quirk cannot make a token and its check agree by accident.
+// OpenSSL's signing side (EVP_DigestSign, HMAC), never with the verifier's
+// code, so a quirk of the verifier cannot make a token and its check agree.
 #include <gtest/gtest.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -396,13 +396,93 @@ TEST_F(AuthJwtTokenTest, ControlCharactersInClaimsAreRefused) {
     EXPECT_TRUE(accepts(hs_token(kSecret, R"({"sub":"caf\u00e9 \u2603"})"), hmac_keys_)) << why_;  // UTF-8 is fine
 }
 
-TEST_F(AuthJwtTokenTest, TypOtherThanJwtIsRefusedByLibjwt110) {
-    // A known limit of libjwt 1.10 (Debian 12): with a key, jwt_decode refuses
-    // any "typ" but "JWT" (so RFC 9068 "at+jwt" access tokens fail closed).
-    // This test marks the behaviour; it changes when verification does.
+TEST_F(AuthJwtTokenTest, AnyTypVerifiesIncludingRfc9068AccessTokens) {
+    // libjwt 1.10 refused any "typ" but "JWT"; verification no longer goes
+    // through it, so RFC 9068 "at+jwt" access tokens verify.
+    EXPECT_TRUE(accepts(hs_token(kSecret, R"({"sub":"a"})", R"({"alg":"HS256","typ":"at+jwt"})"), hmac_keys_)) << why_;
     EXPECT_TRUE(accepts(hs_token(kSecret, R"({"sub":"a"})", R"({"alg":"HS256","typ":"jwt"})"), hmac_keys_)) << why_;
     EXPECT_TRUE(accepts(hs_token(kSecret, R"({"sub":"a"})", R"({"alg":"HS256"})"), hmac_keys_)) << why_;
-    EXPECT_FALSE(accepts(hs_token(kSecret, R"({"sub":"a"})", R"({"alg":"HS256","typ":"at+jwt"})"), hmac_keys_));
+    std::string input = signing_input(R"({"alg":"RS256","typ":"at+jwt","kid":"k"})", R"({"sub":"a"})");
+    KeySet set;
+    std::string error;
+    ASSERT_TRUE(parse_jwks(R"({"keys":[)" + rsa_jwk(rsa_, "k") + "]}", set, error)) << error;
+    EXPECT_TRUE(accepts(input + "." + b64url(pkey_sign("RS256", rsa_, input)), set)) << why_;
+    // "typ" must still be a string.
+    EXPECT_FALSE(accepts(hs_token(kSecret, R"({"sub":"a"})", R"({"alg":"HS256","typ":7})"), hmac_keys_));
+    EXPECT_STREQ(why_, "\"typ\" is not a string");
+}
+
+// The DER form OpenSSL produces, which JWS does not use.
+std::string der_sign(EVP_PKEY* key, std::string_view input) {
+    std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+    EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key);
+    size_t len = 0;
+    auto* in = reinterpret_cast<const unsigned char*>(input.data());
+    EVP_DigestSign(ctx.get(), nullptr, &len, in, input.size());
+    std::string sig(len, '\0');
+    EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len, in, input.size());
+    sig.resize(len);
+    return sig;
+}
+
+TEST_F(AuthJwtTokenTest, EcdsaSignatureMustBeRawOfExactLength) {
+    std::string input = signing_input(R"({"alg":"ES256"})", R"({"sub":"a"})");
+    std::string raw = pkey_sign("ES256", ec_, input);
+    ASSERT_EQ(raw.size(), 64u);
+    EXPECT_TRUE(accepts(input + "." + b64url(raw), ec_keys_)) << why_;
+    // One byte short, one byte more, a leading zero (same r and s, padded),
+    // r alone: all refused.
+    EXPECT_FALSE(accepts(input + "." + b64url(raw.substr(0, 63)), ec_keys_));
+    EXPECT_STREQ(why_, "signature mismatch");
+    EXPECT_FALSE(accepts(input + "." + b64url(raw + std::string(1, '\0')), ec_keys_));
+    EXPECT_FALSE(accepts(input + "." + b64url(std::string(1, '\0') + raw), ec_keys_));
+    EXPECT_FALSE(accepts(input + "." + b64url(raw.substr(0, 32)), ec_keys_));
+    // r and s of zero are no signature.
+    EXPECT_FALSE(accepts(input + "." + b64url(std::string(64, '\0')), ec_keys_));
+    // P-384 length on a P-256 token.
+    EXPECT_FALSE(accepts(input + "." + b64url(raw + std::string(32, '\x01')), ec_keys_));
+}
+
+TEST_F(AuthJwtTokenTest, DerEncodedEcdsaSignatureIsRefused) {
+    std::string input = signing_input(R"({"alg":"ES256"})", R"({"sub":"a"})");
+    std::string der = der_sign(ec_, input);
+    ASSERT_GT(der.size(), 64u);  // 0x30 len 0x02 ... : never the raw 64 bytes here
+    EXPECT_FALSE(accepts(input + "." + b64url(der), ec_keys_));
+    EXPECT_STREQ(why_, "signature mismatch");
+}
+
+TEST_F(AuthJwtTokenTest, SignatureLengthsAreExact) {
+    std::string hs = hs_token(kSecret, R"({"sub":"a"})");
+    std::string input = hs.substr(0, hs.rfind('.'));
+    std::string mac = hmac_sign("HS256", kSecret, input);
+    EXPECT_FALSE(accepts(input + "." + b64url(mac.substr(0, 16)), hmac_keys_));  // truncated MAC
+    EXPECT_FALSE(accepts(input + "." + b64url(mac + "x"), hmac_keys_));
+    std::string rs_input = signing_input(R"({"alg":"RS256"})", "{}");
+    std::string rs = pkey_sign("RS256", rsa_, rs_input);
+    EXPECT_TRUE(accepts(rs_input + "." + b64url(rs), rsa_keys_)) << why_;
+    EXPECT_FALSE(accepts(rs_input + "." + b64url(std::string(1, '\0') + rs), rsa_keys_));
+    EXPECT_FALSE(accepts(rs_input + "." + b64url(rs.substr(1)), rsa_keys_));
+}
+
+TEST_F(AuthJwtTokenTest, EveryAlgorithmVerifies) {
+    Pkey p384 = generate("EC", "P-384");
+    Pkey p521 = generate("EC", "P-521");
+    KeySet ec384, ec521;
+    std::string error;
+    ASSERT_TRUE(parse_pem_public_key(public_pem(p384.get()), ec384, error)) << error;
+    ASSERT_TRUE(parse_pem_public_key(public_pem(p521.get()), ec521, error)) << error;
+    for (const char* alg : {"HS256", "HS384", "HS512"}) {
+        std::string header = std::string(R"({"alg":")") + alg + "\"}";
+        EXPECT_TRUE(accepts(hs_token(kSecret, "{}", header, alg), hmac_keys_)) << alg << ": " << why_;
+    }
+    for (const char* alg : {"RS256", "RS384", "RS512"})
+        EXPECT_TRUE(accepts(pk_token(rsa_, alg, "{}"), rsa_keys_)) << alg << ": " << why_;
+    EXPECT_TRUE(accepts(pk_token(p384.get(), "ES384", "{}"), ec384)) << why_;
+    EXPECT_TRUE(accepts(pk_token(p521.get(), "ES512", "{}"), ec521)) << why_;
+    EXPECT_FALSE(accepts(pk_token(p521.get(), "ES256", "{}"), ec521));  // curve and alg must match
+    // HS384 MAC under an HS256 header: a MAC of the wrong length.
+    std::string input = signing_input(R"({"alg":"HS256"})", "{}");
+    EXPECT_FALSE(accepts(input + "." + b64url(hmac_sign("HS384", kSecret, input)), hmac_keys_));
 }
 
 TEST_F(AuthJwtTokenTest, FindMemberPath) {
@@ -430,7 +510,7 @@ TEST(AuthJwtKeysTest, JwksKeyTypesAndErrors) {
     ASSERT_TRUE(parse_jwks(jwks, set, error)) << error;
     ASSERT_EQ(set.keys.size(), 3u);  // OKP and the encryption key are skipped
     EXPECT_EQ(set.keys[0].type, KeyType::Hmac);
-    EXPECT_EQ(set.keys[0].material, kSecret);
+    EXPECT_EQ(set.keys[0].secret, kSecret);
     EXPECT_EQ(set.keys[1].type, KeyType::Rsa);
     EXPECT_EQ(set.keys[2].type, KeyType::Ec);
     EXPECT_EQ(set.keys[2].algs, alg_bit(Alg::ES384));
@@ -504,10 +584,10 @@ TEST(AuthJwtKeysTest, KeyFileFormats) {
     KeySet set;
     std::string error, warning;
     ASSERT_TRUE(load_key_file(write("secret", std::string(kSecret) + "\n"), set, error, warning)) << error;
-    EXPECT_EQ(set.keys.back().material, kSecret);  // an editor's newline is not part of it
+    EXPECT_EQ(set.keys.back().secret, kSecret);  // an editor's newline is not part of it
     EXPECT_TRUE(warning.empty());
     ASSERT_TRUE(load_key_file(write("binary", std::string("\x01\x02\n", 3)), set, error, warning)) << error;
-    EXPECT_EQ(set.keys.back().material, std::string("\x01\x02\n", 3));  // binary: byte for byte
+    EXPECT_EQ(set.keys.back().secret, std::string("\x01\x02\n", 3));  // binary: byte for byte
     EXPECT_FALSE(warning.empty());  // short
     Pkey ec = generate("EC", "P-256");
     ASSERT_TRUE(load_key_file(write("ec.pem", public_pem(ec.get())), set, error, warning)) << error;
