@@ -1,10 +1,13 @@
-// The limit_req module's configuration:
-//   limit_req_zone KEY zone=NAME:SIZE rate=N(r/s|r/m|r/h|r/d) [algorithm=gcra|sliding_window];  (http)
-//   limit_req zone=NAME [burst=N] [nodelay | delay=N];                                          (http, server, location)
-//   limit_req_status CODE; limit_req_log_level info|notice|warn|error;
-//   limit_req_dry_run on|off; limit_req_headers on|off;
-// and the zones' shared memory: laid out when first mapped, kept (with a
-// new rate applied) across a reload.
+// The limit_req module's configuration, and the zones' shared memory (laid
+// out when first mapped, kept with a new rate applied across a reload):
+//
+//   limit_req_zone KEY zone=NAME:SIZE rate=N(r/s|r/m|r/h|r/d)
+//                  [algorithm=gcra|sliding_window];        (http)
+//   limit_req zone=NAME [burst=N] [nodelay | delay=N];     (http, server, location)
+//   limit_req_status CODE;
+//   limit_req_log_level info|notice|warn|error;
+//   limit_req_dry_run on|off;
+//   limit_req_headers on|off;
 #include <sys/random.h>
 
 #include <cctype>
@@ -65,9 +68,12 @@ bool parse_rate_param(ConfContext& cx, std::string_view value, Zone& z) {
 }
 
 bool parse_algorithm_param(ConfContext& cx, std::string_view value, Zone& z) {
-    if (value == "gcra") z.algorithm = Algorithm::Gcra;
-    else if (value == "sliding_window") z.algorithm = Algorithm::SlidingWindow;
-    else return cx.error("invalid algorithm \"%s\"", std::string(value).c_str());
+    if (value == "gcra")
+        z.algorithm = Algorithm::Gcra;
+    else if (value == "sliding_window")
+        z.algorithm = Algorithm::SlidingWindow;
+    else
+        return cx.error("invalid algorithm \"%s\"", std::string(value).c_str());
     return true;
 }
 
@@ -163,7 +169,8 @@ bool set_limit_req(ConfContext& cx, void* conf) {
     if (zone.empty()) return cx.error("\"%s\" must have \"zone\" parameter", cx.name().c_str());
     if (limit.nodelay && limit.delay) return cx.error("\"nodelay\" and \"delay\" are mutually exclusive");
     LimitLevel& level = level_of(cx, lc);
-    if (level.limits.size() >= kMaxLimits) return cx.error("too many \"limit_req\" directives (at most %zu)", kMaxLimits);
+    if (level.limits.size() >= kMaxLimits)
+        return cx.error("too many \"limit_req\" directives (at most %zu)", kMaxLimits);
     Zone& z = zone_named(main_conf(cx), zone);
     for (const Limit& l : level.limits)
         if (l.zone == &z) return cx.error("limit_req \"%s\" is duplicate", zone.c_str());
@@ -186,8 +193,11 @@ bool set_status(ConfContext& cx, void* conf) {
 }
 
 const EnumEntry kLogLevels[] = {
-    {"info", int(LogLevel::Info)}, {"notice", int(LogLevel::Notice)}, {"warn", int(LogLevel::Warn)},
-    {"error", int(LogLevel::Error)}, {{}, 0},
+    {"info", int(LogLevel::Info)},
+    {"notice", int(LogLevel::Notice)},
+    {"warn", int(LogLevel::Warn)},
+    {"error", int(LogLevel::Error)},
+    {{}, 0},
 };
 
 const Directive kDirectives[] = {
@@ -200,8 +210,12 @@ const Directive kDirectives[] = {
     {"limit_req_headers", kHttpAnyContext, Args(1), ConfLevel::Location, set_flag<&LimitLocConf::headers>},
 };
 
-std::unique_ptr<ModuleConf> create_main_conf() { return std::make_unique<LimitMainConf>(); }
-std::unique_ptr<ModuleConf> create_loc_conf() { return std::make_unique<LimitLocConf>(); }
+std::unique_ptr<ModuleConf> create_main_conf() {
+    return std::make_unique<LimitMainConf>();
+}
+std::unique_ptr<ModuleConf> create_loc_conf() {
+    return std::make_unique<LimitLocConf>();
+}
 
 // The limits are nginx's: a level with limit_req directives of its own
 // replaces its parent's, one without inherits them.
@@ -260,7 +274,8 @@ bool postconfiguration(ConfContext& cx, http::HttpPhases& phases) {
     }
     for (auto& level : mc.levels)
         for (Limit& l : level->limits) resolve_limit(l);
-    if (!add_variables(http::current_main_conf(cx).variables)) return cx.error("the duplicate \"limit_req_status\" variable");
+    if (!add_variables(http::current_main_conf(cx).variables))
+        return cx.error("the duplicate \"limit_req_status\" variable");
     phases.add(http::Phase::Preaccess, preaccess_handler);
     phases.add(http::Phase::Precontent, postaccess_handler);
     phases.add_header_filter(add_headers);

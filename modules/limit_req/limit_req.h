@@ -35,11 +35,11 @@ struct Zone {
     http::ComplexValue key;
     std::vector<int> key_variables;  // indices of the variables in the key
     Algorithm algorithm = Algorithm::Gcra;
-    uint64_t rate = 1;                 // requests per period
+    uint64_t rate = 1;  // requests per period
     uint64_t period_ns = kNsPerSec;
     unsigned period_sec = 1;
     ShmZone* shm = nullptr;
-    Table table;         // laid over the shared memory once it is mapped
+    Table table;                  // laid over the shared memory once it is mapped
     uint64_t secret[2] = {0, 0};  // the key hash's secret, copied from the zone
     std::string policy_item;      // "NAME";q=N;w=W for RateLimit-Policy
     std::string first_use_file;   // a limit_req that names an undeclared zone

@@ -53,12 +53,18 @@ struct RequestState {
 
 const char* outcome_text(Outcome o) {
     switch (o) {
-    case Outcome::None: return "";
-    case Outcome::Passed: return "PASSED";
-    case Outcome::Delayed: return "DELAYED";
-    case Outcome::Rejected: return "REJECTED";
-    case Outcome::DelayedDryRun: return "DELAYED_DRY_RUN";
-    case Outcome::RejectedDryRun: return "REJECTED_DRY_RUN";
+        case Outcome::None:
+            return "";
+        case Outcome::Passed:
+            return "PASSED";
+        case Outcome::Delayed:
+            return "DELAYED";
+        case Outcome::Rejected:
+            return "REJECTED";
+        case Outcome::DelayedDryRun:
+            return "DELAYED_DRY_RUN";
+        case Outcome::RejectedDryRun:
+            return "REJECTED_DRY_RUN";
     }
     return "";
 }
@@ -66,12 +72,18 @@ const char* outcome_text(Outcome o) {
 // A request that passes two phases keeps its most severe outcome.
 int severity(Outcome o) {
     switch (o) {
-    case Outcome::None: return 0;
-    case Outcome::Passed: return 1;
-    case Outcome::DelayedDryRun: return 2;
-    case Outcome::Delayed: return 3;
-    case Outcome::RejectedDryRun: return 4;
-    case Outcome::Rejected: return 5;
+        case Outcome::None:
+            return 0;
+        case Outcome::Passed:
+            return 1;
+        case Outcome::DelayedDryRun:
+            return 2;
+        case Outcome::Delayed:
+            return 3;
+        case Outcome::RejectedDryRun:
+            return 4;
+        case Outcome::Rejected:
+            return 5;
     }
     return 0;
 }
@@ -107,14 +119,17 @@ RequestState* new_state(Request& r, const LimitLocConf& c) {
 
 // ---- logging (the client caused it: the configured level, delays one below) ----
 
-LogLevel delay_level(LogLevel l) { return l == LogLevel::Info ? l : LogLevel(int(l) + 1); }
+LogLevel delay_level(LogLevel l) {
+    return l == LogLevel::Info ? l : LogLevel(int(l) + 1);
+}
 
 void log_limit(Request& r, LogLevel level, const char* what, bool dry_run, const Zone& z, uint64_t excess_milli) {
     if (!ErrorLog::instance().enabled(level)) return;
     log_error(level, "*%llu %s%s, excess: %llu.%03llu by zone \"%s\", client: %s",
               static_cast<unsigned long long>(r.connection_number()), what, dry_run ? ", dry run" : "",
-              static_cast<unsigned long long>(excess_milli / 1000), static_cast<unsigned long long>(excess_milli % 1000),
-              z.name.c_str(), std::string(r.remote_addr()).c_str());
+              static_cast<unsigned long long>(excess_milli / 1000),
+              static_cast<unsigned long long>(excess_milli % 1000), z.name.c_str(),
+              std::string(r.remote_addr()).c_str());
 }
 
 void warn_evictions(Zone& z, uint64_t now_ns) {
@@ -265,7 +280,9 @@ Next apply(Request& r, RequestState& st, bool after_access) {
 
 // ---- headers ----
 
-uint64_t seconds_up(uint64_t ns) { return (ns + kNsPerSec - 1) / kNsPerSec; }
+uint64_t seconds_up(uint64_t ns) {
+    return (ns + kNsPerSec - 1) / kNsPerSec;
+}
 
 // The limit closest to rejecting: the one the X-RateLimit-* headers describe.
 const LimitResult* binding_result(const RequestState& st) {
@@ -273,7 +290,8 @@ const LimitResult* binding_result(const RequestState& st) {
     for (size_t i = 0; i < st.count; ++i) {
         const LimitResult& res = st.results[i];
         if (!res.applied) continue;
-        if (!best || res.verdict == Verdict::Reject || (best->verdict != Verdict::Reject && res.remaining < best->remaining))
+        if (!best || res.verdict == Verdict::Reject ||
+            (best->verdict != Verdict::Reject && res.remaining < best->remaining))
             best = &res;
         if (res.verdict == Verdict::Reject) break;
     }
@@ -283,7 +301,10 @@ const LimitResult* binding_result(const RequestState& st) {
 std::string_view number(Request& r, uint64_t v) {
     char buf[24];
     char* p = buf + sizeof buf;
-    do { *--p = char('0' + v % 10); v /= 10; } while (v);
+    do {
+        *--p = char('0' + v % 10);
+        v /= 10;
+    } while (v);
     return r.copy({p, size_t(buf + sizeof buf - p)});
 }
 
@@ -298,7 +319,10 @@ struct ArenaText {
     void add(uint64_t v) {
         char buf[24];
         char* p = buf + sizeof buf;
-        do { *--p = char('0' + v % 10); v /= 10; } while (v);
+        do {
+            *--p = char('0' + v % 10);
+            v /= 10;
+        } while (v);
         add({p, size_t(buf + sizeof buf - p)});
     }
 };
@@ -334,8 +358,8 @@ void add_draft_headers(Request& r, const RequestState& st) {
 }
 
 void remove_upstream_headers(http::HeadersOut& out, bool rejected) {
-    for (std::string_view name : {"RateLimit-Policy", "RateLimit", "X-RateLimit-Limit", "X-RateLimit-Remaining",
-                                  "X-RateLimit-Reset"})
+    for (std::string_view name :
+         {"RateLimit-Policy", "RateLimit", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"})
         out.remove(name);
     if (rejected) out.remove("Retry-After");
 }

@@ -18,9 +18,13 @@ uint64_t saturating_mul(uint64_t a, uint64_t b) {
     return r > kMax ? kMax : uint64_t(r);
 }
 
-uint64_t saturating_add(uint64_t a, uint64_t b) { return a > kMax - b ? kMax : a + b; }
+uint64_t saturating_add(uint64_t a, uint64_t b) {
+    return a > kMax - b ? kMax : a + b;
+}
 
-uint64_t ceil_div(u128 a, u128 b) { return uint64_t((a + b - 1) / b); }
+uint64_t ceil_div(u128 a, u128 b) {
+    return uint64_t((a + b - 1) / b);
+}
 
 // ---- GCRA: the word is the theoretical arrival time (TAT) in ns ----
 //
@@ -135,13 +139,25 @@ Decision decide_sliding(const LimitParams& p, uint64_t state, uint64_t now) {
     return d;
 }
 
-uint64_t sip_rotl(uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
+uint64_t sip_rotl(uint64_t x, int b) {
+    return (x << b) | (x >> (64 - b));
+}
 
 void sip_round(uint64_t& v0, uint64_t& v1, uint64_t& v2, uint64_t& v3) {
-    v0 += v1; v1 = sip_rotl(v1, 13); v1 ^= v0; v0 = sip_rotl(v0, 32);
-    v2 += v3; v3 = sip_rotl(v3, 16); v3 ^= v2;
-    v0 += v3; v3 = sip_rotl(v3, 21); v3 ^= v0;
-    v2 += v1; v1 = sip_rotl(v1, 17); v1 ^= v2; v2 = sip_rotl(v2, 32);
+    v0 += v1;
+    v1 = sip_rotl(v1, 13);
+    v1 ^= v0;
+    v0 = sip_rotl(v0, 32);
+    v2 += v3;
+    v3 = sip_rotl(v3, 16);
+    v3 ^= v2;
+    v0 += v3;
+    v3 = sip_rotl(v3, 21);
+    v3 ^= v0;
+    v2 += v1;
+    v1 = sip_rotl(v1, 17);
+    v1 ^= v2;
+    v2 = sip_rotl(v2, 32);
 }
 
 }  // namespace
@@ -235,7 +251,9 @@ bool Table::formatted() const {
     return atomic(header_->magic).load(std::memory_order_acquire) == kZoneMagic && header_->capacity == capacity_;
 }
 
-size_t Table::home_of(uint64_t hash) const { return size_t((u128(hash) * capacity_) >> 64); }
+size_t Table::home_of(uint64_t hash) const {
+    return size_t((u128(hash) * capacity_) >> 64);
+}
 
 Slot* Table::find(uint64_t hash, size_t home, size_t& empty, size_t& oldest) const {
     const size_t window = std::min(kProbeWindow, capacity_);

@@ -97,9 +97,9 @@ struct ZoneHeader {
     uint64_t key_id;       // hash of the key expression and algorithm: a change makes old entries unreachable
     uint64_t interval_ns;  // GCRA emission interval the words were written with
     uint64_t secret[2];
-    uint64_t evictions;          // entries replaced while still in the table
-    uint64_t evictions_logged;   // the count at the last warning
-    int64_t eviction_log_ms;     // when the last warning was written (CLOCK_MONOTONIC)
+    uint64_t evictions;         // entries replaced while still in the table
+    uint64_t evictions_logged;  // the count at the last warning
+    int64_t eviction_log_ms;    // when the last warning was written (CLOCK_MONOTONIC)
     uint64_t reserved[7];
 };
 
@@ -118,8 +118,12 @@ constexpr uint64_t kZoneMagic = 0x3171'7165'725f'6c72ull;  // "lr_req" and a lay
 constexpr size_t kProbeWindow = 8;
 constexpr size_t kMinZoneSize = 4096;
 
-inline std::atomic_ref<uint64_t> atomic(uint64_t& word) { return std::atomic_ref<uint64_t>(word); }
-inline std::atomic_ref<int64_t> atomic(int64_t& word) { return std::atomic_ref<int64_t>(word); }
+inline std::atomic_ref<uint64_t> atomic(uint64_t& word) {
+    return std::atomic_ref<uint64_t>(word);
+}
+inline std::atomic_ref<int64_t> atomic(int64_t& word) {
+    return std::atomic_ref<int64_t>(word);
+}
 
 // A view over a zone's memory (the same address in every worker).
 class Table {
@@ -158,7 +162,8 @@ private:
 // Installs the decision for the key's word: loads the word, reads the clock
 // with `now_ns()`, decides, and retries on a lost compare-and-swap. Rejected
 // requests leave the word alone.
-template <class Clock> Decision charge(uint64_t& word, const LimitParams& p, Clock now_ns) {
+template <class Clock>
+Decision charge(uint64_t& word, const LimitParams& p, Clock now_ns) {
     auto ref = atomic(word);
     uint64_t state = ref.load(std::memory_order_acquire);
     for (;;) {

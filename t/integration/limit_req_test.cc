@@ -91,7 +91,8 @@ protected:
 
     // Keep-alive load on /global/ for one key; returns the 200s over the
     // measured interval and the interval.
-    uint64_t global_load(std::string_view key, Millis duration, double& elapsed, const std::function<void()>& midway = {}) {
+    uint64_t global_load(std::string_view key, Millis duration, double& elapsed,
+                         const std::function<void()>& midway = {}) {
         LoadOptions options;
         options.port = daemon_.port();
         options.path = "/global/";

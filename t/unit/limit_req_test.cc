@@ -169,7 +169,7 @@ TEST(LimitReqGcra, RatesPerMinuteHourAndDay) {
     EXPECT_EQ(gcra(60, kMinute).interval_ns, kSec);
     EXPECT_EQ(gcra(1000, 3600 * kSec).interval_ns, 3600 * kMs);
     EXPECT_EQ(gcra(3, kSec).interval_ns, 333'333'334u);  // rounded up: never above the rate
-    Key quota{gcra(1000, 3600 * kSec, 999, kNoDelay)};  // 1000 per hour as a quota
+    Key quota{gcra(1000, 3600 * kSec, 999, kNoDelay)};   // 1000 per hour as a quota
     int passed = 0;
     for (int i = 0; i < 1500; ++i) passed += quota.request(kT0 + uint64_t(i) * kMs).verdict == Verdict::Pass;
     EXPECT_EQ(passed, 1000);
@@ -330,7 +330,8 @@ TEST(LimitReqTable, EvictionWarningAtMostOncePerInterval) {
 
 // ---- concurrency ----
 
-template <class F> void run_threads(int n, F f) {
+template <class F>
+void run_threads(int n, F f) {
     std::vector<std::thread> threads;
     for (int i = 0; i < n; ++i) threads.emplace_back(f, i);
     for (auto& t : threads) t.join();
