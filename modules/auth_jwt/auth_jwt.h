@@ -13,6 +13,7 @@
 #include "jwt_cache.h"
 #include "jwt_keys.h"
 #include "jwt_token.h"
+#include "key_url.h"
 
 namespace sluice {
 extern Module auth_jwt_module;
@@ -41,6 +42,11 @@ struct AuthJwtLocConf : ModuleConf {
     // them (or the parent's slot after merge, when this level has none).
     KeySet own_keys;
     std::shared_ptr<KeySlot> keys;
+    // auth_jwt_key_url: the source this level declared, and the one that
+    // feeds `keys` (this level's, or the parent's with its slot).
+    KeyUrlSource* own_key_url = nullptr;
+    KeyUrlSource* key_url = nullptr;
+    std::optional<std::string> key_url_trusted_certificate;
     std::optional<uint32_t> algs;
     std::optional<uint64_t> leeway_sec;
     std::optional<bool> require_exp;
@@ -63,6 +69,11 @@ struct AuthJwtMainConf : ModuleConf {
     std::optional<uint64_t> cache_entries;  // 0: off
     std::optional<uint64_t> cache_ttl_sec;
     std::vector<std::unique_ptr<PathVariable>> path_variables;
+    // One per distinct auth_jwt_key_url URL.
+    std::vector<std::unique_ptr<KeyUrlSource>> key_urls;
+    // Where each was declared: the trusted certificate in effect there
+    // is resolved after the merge.
+    std::vector<std::pair<KeyUrlSource*, const AuthJwtLocConf*>> key_url_levels;
 };
 
 // The request path (auth_jwt_module.cc).
@@ -71,5 +82,9 @@ bool claim_variable(http::Request& r, std::string_view& value, uintptr_t data);
 bool header_variable(http::Request& r, std::string_view& value, uintptr_t data);
 bool payload_variable(http::Request& r, std::string_view& value, uintptr_t data);
 bool path_variable(http::Request& r, std::string_view& value, uintptr_t data);
+
+// The worker's hooks: start and stop the key URL fetchers.
+bool init_worker(Cycle& cycle);
+void exit_worker(Cycle& cycle);
 
 }  // namespace sluice::auth_jwt

@@ -5,10 +5,15 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <new>
+
+#include <event2/event.h>
 
 #include "auth_jwt.h"
+#include "core/cycle.h"
 #include "core/log.h"
 #include "core/str.h"
+#include "event/worker.h"
 #include "http/http_request.h"
 
 namespace sluice::auth_jwt {
@@ -89,13 +94,19 @@ ClaimPolicy policy_of(const AuthJwtLocConf& c) {
     return p;
 }
 
+constexpr const char* kNoKeys = "no keys for this location";
+constexpr const char* kUnknownKid = "unknown kid";  // jwt_token.cc's reason
+
 // The verified token, from the worker's cache or verified now; null with
-// `why` set when it is refused.
+// `why` set when it is refused. `generation` is the key set's that was used.
 std::shared_ptr<const VerifiedToken> verified_token(Request& r, const AuthJwtLocConf& c, std::string_view token,
-                                                    const char*& why) {
+                                                    const char*& why, uint64_t& generation) {
+    // One atomic load per request: new keys from auth_jwt_key_url.
+    if (c.key_url) c.key_url->sync();
     std::shared_ptr<const KeySet> keys = c.keys ? c.keys->current : nullptr;
+    generation = keys ? keys->generation : 0;
     if (!keys || keys->keys.empty()) {
-        why = "no keys for this location";
+        why = kNoKeys;
         return nullptr;
     }
     if (token.size() > *c.max_size) {
@@ -187,27 +198,8 @@ bool claim_value(Request& r, json_t* v, std::string_view& out) {
     return true;
 }
 
-}  // namespace
-
-// An Access verdict: declined (Continue) where auth_jwt is off, granted
-// (NextPhase) for a valid token, denied (Finish with 401 or 403) otherwise;
-// the engine combines it with the other access checks as `satisfy` says.
-Next access_handler(Request& r) {
-    const auto& c = r.loc_conf<AuthJwtLocConf>(auth_jwt_module);
-    if (!c.auth->enabled) return Next::Continue;
-    std::string_view token;
-    TokenSource source = find_token(r, c, token);
-    if (source == TokenSource::Missing) return reject(r, c, false);
-    if (source == TokenSource::Ambiguous) {
-        log_rejected(r, "more than one Authorization header");
-        return reject(r, c, true);
-    }
-    const char* why = "";
-    auto verified = verified_token(r, c, token, why);
-    if (!verified) {
-        log_rejected(r, why);
-        return reject(r, c, true);
-    }
+// A valid token: kept for the $jwt_* variables, then auth_jwt_require.
+Next grant(Request& r, const AuthJwtLocConf& c, std::shared_ptr<const VerifiedToken> verified) {
     auto* state = r.make<RequestState>(RequestState{std::move(verified)});
     r.add_cleanup(release_state, state);
     r.set_module_ctx(auth_jwt_module, state);
@@ -218,6 +210,109 @@ Next access_handler(Request& r) {
         return Next::Finish;
     }
     return Next::NextPhase;  // granted (http_phases.h: the Access verdicts)
+}
+
+// ---- waiting for keys (auth_jwt_key_url) ----
+
+// A request whose token names a kid the key set lacks (or that arrived
+// before any key was fetched) waits for the refetch it asked for: its
+// timer polls the zone's sequence until new keys arrive, the fetch ends
+// without them, or the fetch timeout passes.
+constexpr uint64_t kKeyWaitPollMs = 20;
+
+struct KeyWait {
+    Request& r;
+    const AuthJwtLocConf& c;
+    std::string_view token;  // the request's own bytes
+    uint64_t generation;     // of the keys the token failed with
+    int64_t deadline_ms;
+    event* timer = nullptr;
+    ~KeyWait() {
+        if (timer) event_free(timer);
+    }
+};
+
+void free_key_wait(void* wait) { delete static_cast<KeyWait*>(wait); }
+
+bool worth_waiting(const AuthJwtLocConf& c, const char* why) {
+    return c.key_url && (strcmp(why, kUnknownKid) == 0 || strcmp(why, kNoKeys) == 0) && c.key_url->request_refetch();
+}
+
+Next decide(Request& r, const AuthJwtLocConf& c, std::string_view token, bool may_wait);
+
+void poll_key_wait(evutil_socket_t, short, void* arg) {
+    auto& w = *static_cast<KeyWait*>(arg);
+    w.c.key_url->sync();
+    auto keys = w.c.keys->current;
+    bool changed = keys && keys->generation != w.generation;
+    if (!changed && w.c.key_url->refetch_pending() && monotonic_msec() < w.deadline_ms) {
+        timeval tv = {0, suseconds_t(kKeyWaitPollMs * 1000)};
+        evtimer_add(w.timer, &tv);
+        return;
+    }
+    Request& r = w.r;
+    Next next = decide(r, w.c, w.token, false);
+    r.resume(next);  // `w` may be freed from here on (a request cleanup)
+}
+
+Next wait_for_keys(Request& r, const AuthJwtLocConf& c, std::string_view token, uint64_t generation) {
+    int64_t deadline = monotonic_msec() + int64_t(c.key_url->timeout_ms) + 500;
+    auto* wait = new (std::nothrow) KeyWait{r, c, token, generation, deadline};
+    if (wait) wait->timer = evtimer_new(Worker::current().base(), poll_key_wait, wait);
+    if (!wait || !wait->timer) {
+        delete wait;
+        log_rejected(r, kUnknownKid);
+        return reject(r, c, true);
+    }
+    r.add_cleanup(free_key_wait, wait);
+    timeval tv = {0, suseconds_t(kKeyWaitPollMs * 1000)};
+    evtimer_add(wait->timer, &tv);
+    return Next::Suspend;
+}
+
+// Verifies the token and gives the verdict; with `may_wait`, a kid the keys
+// lack suspends the request while a refetch runs.
+Next decide(Request& r, const AuthJwtLocConf& c, std::string_view token, bool may_wait) {
+    const char* why = "";
+    uint64_t generation = 0;
+    auto verified = verified_token(r, c, token, why, generation);
+    if (verified) return grant(r, c, std::move(verified));
+    if (may_wait && worth_waiting(c, why)) return wait_for_keys(r, c, token, generation);
+    log_rejected(r, why);
+    return reject(r, c, true);
+}
+
+}  // namespace
+
+// An Access verdict: declined (Continue) where auth_jwt is off, granted
+// (NextPhase) for a valid token, denied (Finish with 401 or 403) otherwise,
+// or Suspend while keys are fetched; the engine combines it with the other
+// access checks as `satisfy` says.
+Next access_handler(Request& r) {
+    const auto& c = r.loc_conf<AuthJwtLocConf>(auth_jwt_module);
+    if (!c.auth->enabled) return Next::Continue;
+    std::string_view token;
+    TokenSource source = find_token(r, c, token);
+    if (source == TokenSource::Missing) return reject(r, c, false);
+    if (source == TokenSource::Ambiguous) {
+        log_rejected(r, "more than one Authorization header");
+        return reject(r, c, true);
+    }
+    return decide(r, c, token, true);
+}
+
+bool init_worker(Cycle& cycle) {
+    auto* mc = static_cast<AuthJwtMainConf*>(cycle.main_conf(auth_jwt_module));
+    if (!mc) return true;
+    for (auto& source : mc->key_urls)
+        if (!source->start_worker()) return false;
+    return true;
+}
+
+void exit_worker(Cycle& cycle) {
+    auto* mc = static_cast<AuthJwtMainConf*>(cycle.main_conf(auth_jwt_module));
+    if (!mc) return;
+    for (auto& source : mc->key_urls) source->stop_worker();
 }
 
 bool claim_variable(Request& r, std::string_view& value, uintptr_t data) {

@@ -3,6 +3,7 @@
 // are read and converted here, at load time, with file:line errors.
 #include "auth_jwt.h"
 #include "core/conf.h"
+#include "core/conf_values.h"
 #include "core/cycle.h"
 #include "http/http_core.h"
 
@@ -60,6 +61,106 @@ bool set_key_file(ConfContext& cx, void* conf) {
     // Each file adds to this level's set; the slot serves the set so far.
     if (!c.keys) c.keys = std::make_shared<KeySlot>();
     install_key_set(*c.keys, c.own_keys);
+    return true;
+}
+
+AuthJwtMainConf& main_conf_of(ConfContext& cx) {
+    return *static_cast<AuthJwtMainConf*>(cx.cycle().main_conf(auth_jwt_module));
+}
+
+// refresh=T and timeout=T of auth_jwt_key_url.
+bool key_url_parameters(ConfContext& cx, uint64_t& refresh_ms, uint64_t& timeout_ms) {
+    for (size_t i = 1; i < cx.arg_count(); ++i) {
+        std::string_view arg = cx.arg(i);
+        uint64_t* target = arg.starts_with("refresh=") ? &refresh_ms : arg.starts_with("timeout=") ? &timeout_ms : nullptr;
+        if (!target) return cx.invalid_value(i);
+        auto ms = conf::parse_time_ms(arg.substr(arg.find('=') + 1));
+        if (!ms || *ms == 0) return cx.invalid_value(i);
+        *target = *ms;
+    }
+    if (refresh_ms < 1000 || timeout_ms > 60000)
+        return cx.error("\"auth_jwt_key_url\" needs refresh= of at least 1s and timeout= of at most 60s");
+    return true;
+}
+
+// The source of a URL: one per distinct URL, whose shared zone all workers
+// (and every location naming it) use.
+KeyUrlSource* key_url_source(ConfContext& cx, const std::string& text, uint64_t refresh_ms, uint64_t timeout_ms) {
+    AuthJwtMainConf& mc = main_conf_of(cx);
+    for (auto& s : mc.key_urls) {
+        if (s->url.text != text) continue;
+        if (s->refresh_ms != refresh_ms || s->timeout_ms != timeout_ms) {
+            cx.error("\"%s\" is given with other refresh= or timeout= in %s:%d", text.c_str(), s->conf_file.c_str(),
+                     s->conf_line);
+            return nullptr;
+        }
+        return s.get();
+    }
+    auto source = std::make_unique<KeyUrlSource>();
+    std::string error;
+    if (!parse_key_url(text, source->url, error) || !resolve_key_url(source->url, error)) {
+        cx.error("%s in \"auth_jwt_key_url\" directive", error.c_str());
+        return nullptr;
+    }
+    source->refresh_ms = refresh_ms;
+    source->timeout_ms = timeout_ms;
+    source->conf_file = std::string(cx.statement().file);
+    source->conf_line = cx.statement().line;
+    ShmZone* zone = cx.cycle().add_shm_zone("auth_jwt_key_url " + text, sizeof(JwksShared), &auth_jwt_module, error);
+    if (!zone) {
+        cx.error("%s", error.c_str());
+        return nullptr;
+    }
+    zone->init = KeyUrlSource::init_zone;
+    zone->data = source.get();
+    source->zone = zone;
+    mc.key_urls.push_back(std::move(source));
+    return mc.key_urls.back().get();
+}
+
+// auth_jwt_key_url URL [refresh=T] [timeout=T]: the URL's keys are added to
+// this level's key files.
+bool set_key_url(ConfContext& cx, void* conf) {
+    auto& c = *static_cast<AuthJwtLocConf*>(conf);
+    if (c.own_key_url) return cx.duplicate();
+    uint64_t refresh_ms = kDefaultRefreshMs, timeout_ms = kDefaultFetchTimeoutMs;
+    if (!key_url_parameters(cx, refresh_ms, timeout_ms)) return false;
+    KeyUrlSource* source = key_url_source(cx, cx.arg(0), refresh_ms, timeout_ms);
+    if (!source) return false;
+    if (!c.keys) {
+        c.keys = std::make_shared<KeySlot>();
+        install_key_set(*c.keys, c.own_keys);
+    }
+    source->bindings.push_back(KeyUrlBinding{c.keys, &c.own_keys});
+    c.own_key_url = source;
+    c.key_url = source;
+    main_conf_of(cx).key_url_levels.emplace_back(source, &c);
+    return true;
+}
+
+bool set_key_url_trusted_certificate(ConfContext& cx, void* conf) {
+    auto& c = *static_cast<AuthJwtLocConf*>(conf);
+    if (c.key_url_trusted_certificate) return cx.duplicate();
+    c.key_url_trusted_certificate = key_file_path(cx, cx.arg(0));
+    return true;
+}
+
+// After the merge: each URL's TLS context, with the trusted certificate in
+// effect where its auth_jwt_key_url is.
+bool finish_key_urls(ConfContext& cx) {
+    AuthJwtMainConf& mc = main_conf_of(cx);
+    for (auto& [source, level] : mc.key_url_levels) {
+        std::string ca = level->key_url_trusted_certificate.value_or("");
+        if (source->ssl_ctx && source->trusted_certificate != ca)
+            return cx.error_in(source->conf_file, source->conf_line,
+                               "\"%s\" is used with different auth_jwt_key_url_trusted_certificate files",
+                               source->url.text.c_str());
+        if (source->ssl_ctx || !source->url.https) continue;
+        std::string error;
+        source->trusted_certificate = ca;
+        source->ssl_ctx = make_client_ssl_ctx(ca, error);
+        if (!source->ssl_ctx) return cx.error_in(source->conf_file, source->conf_line, "%s", error.c_str());
+    }
     return true;
 }
 
@@ -155,6 +256,9 @@ bool set_cache(ConfContext& cx, void* conf) {
 const Directive kDirectives[] = {
     {"auth_jwt", kHttpAnyContext, Args(1, 2), ConfLevel::Location, set_auth_jwt},
     {"auth_jwt_key_file", kHttpAnyContext, Args(1), ConfLevel::Location, set_key_file},
+    {"auth_jwt_key_url", kHttpAnyContext, Args(1, 3), ConfLevel::Location, set_key_url},
+    {"auth_jwt_key_url_trusted_certificate", kHttpAnyContext, Args(1), ConfLevel::Location,
+     set_key_url_trusted_certificate},
     {"auth_jwt_alg", kHttpAnyContext, AnyArgs(1), ConfLevel::Location, set_alg},
     {"auth_jwt_leeway", kHttpAnyContext, Args(1), ConfLevel::Location, set_sec<&AuthJwtLocConf::leeway_sec>},
     {"auth_jwt_require_exp", kHttpAnyContext, Args(1), ConfLevel::Location,
@@ -174,7 +278,11 @@ bool merge_loc_conf(ConfContext& cx, const ModuleConf& parent, ModuleConf& child
     auto& p = static_cast<const AuthJwtLocConf&>(parent);
     auto& c = static_cast<AuthJwtLocConf&>(child);
     merge_value(c.auth, p.auth, AuthSetting{});
-    if (!c.keys) c.keys = p.keys;
+    if (!c.keys) {
+        c.keys = p.keys;
+        c.key_url = p.key_url;
+    }
+    merge_value(c.key_url_trusted_certificate, p.key_url_trusted_certificate, std::string());
     merge_value(c.algs, p.algs, kAllAlgs);
     merge_value(c.leeway_sec, p.leeway_sec, 0);
     merge_value(c.require_exp, p.require_exp, false);
@@ -190,6 +298,7 @@ bool merge_loc_conf(ConfContext& cx, const ModuleConf& parent, ModuleConf& child
 }
 
 bool postconfiguration(ConfContext& cx, http::HttpPhases& phases) {
+    if (!finish_key_urls(cx)) return false;
     phases.add(http::Phase::Access, access_handler);
     auto& vars = http::current_main_conf(cx).variables;
     // The token is verified in the access phase: a value read earlier must
@@ -215,6 +324,8 @@ Module auth_jwt_module = {
     .create_loc_conf = auth_jwt::create_loc_conf,
     .merge_loc_conf = auth_jwt::merge_loc_conf,
     .postconfiguration = auth_jwt::postconfiguration,
+    .init_worker = auth_jwt::init_worker,
+    .exit_worker = auth_jwt::exit_worker,
 };
 
 }  // namespace sluice

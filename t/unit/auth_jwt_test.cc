@@ -11,6 +11,10 @@
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
 #include <ctime>
 #include <memory>
 #include <string>
@@ -19,6 +23,7 @@
 #include "../../modules/auth_jwt/jwt_cache.h"
 #include "../../modules/auth_jwt/jwt_keys.h"
 #include "../../modules/auth_jwt/jwt_token.h"
+#include "../../modules/auth_jwt/key_url.h"
 
 namespace sluice::auth_jwt {
 namespace {
@@ -657,6 +662,91 @@ TEST(AuthJwtCacheTest, LeastRecentlyUsedIsEvicted) {
     EXPECT_EQ(cache.size(), 0u);
     cache.insert(h1, 1, token_expiring(std::nullopt), 0);
     EXPECT_EQ(cache.size(), 0u);
+}
+
+// ---- auth_jwt_key_url: URL, the zone's sequence lock and lease ----
+
+TEST(AuthJwtKeyUrlTest, ParsesUrls) {
+    KeyUrl url;
+    std::string error;
+    ASSERT_TRUE(parse_key_url("https://idp.example:8443/o/jwks?x=1", url, error)) << error;
+    EXPECT_TRUE(url.https);
+    EXPECT_EQ(url.host, "idp.example");
+    EXPECT_EQ(url.port, 8443);
+    EXPECT_EQ(url.target, "/o/jwks?x=1");
+    EXPECT_EQ(url.host_header, "idp.example:8443");
+    ASSERT_TRUE(parse_key_url("http://[::1]/k", url, error)) << error;
+    EXPECT_EQ(url.host, "::1");
+    EXPECT_EQ(url.port, 80);
+    ASSERT_TRUE(parse_key_url("https://idp.example", url, error)) << error;
+    EXPECT_EQ(url.port, 443);
+    EXPECT_EQ(url.target, "/");
+    for (const char* bad : {"ftp://x/", "http://user@x/", "http://x:0/", "http://x:99999/", "http://x:/",
+                            "http:///k", "http://x/a b", "http://x/#f", "http://[::1/"})
+        EXPECT_FALSE(parse_key_url(bad, url, error)) << bad;
+}
+
+std::unique_ptr<JwksShared> new_zone() {
+    auto sh = std::make_unique<JwksShared>();
+    memset(static_cast<void*>(sh.get()), 0, sizeof(JwksShared));
+    return sh;
+}
+
+TEST(AuthJwtKeyUrlTest, SequenceLockPublishesWholeDocuments) {
+    auto sh = new_zone();
+    uint64_t seq = 0;
+    std::string doc;
+    EXPECT_FALSE(read_published(*sh, seq, doc));  // nothing yet
+    int32_t self = int32_t(getpid());
+    ASSERT_TRUE(publish(*sh, self, R"({"keys":[]})"));
+    ASSERT_TRUE(read_published(*sh, seq, doc));
+    EXPECT_EQ(doc, R"({"keys":[]})");
+    EXPECT_EQ(seq % 2, 0u);
+    uint64_t first = seq;
+    ASSERT_TRUE(publish(*sh, self, "second"));
+    ASSERT_TRUE(read_published(*sh, seq, doc));
+    EXPECT_EQ(doc, "second");
+    EXPECT_GT(seq, first);
+    EXPECT_FALSE(publish(*sh, self, std::string(kMaxJwksSize + 1, 'x')));
+}
+
+TEST(AuthJwtKeyUrlTest, AWriterKilledMidWriteIsTakenOver) {
+    auto sh = new_zone();
+    int32_t self = int32_t(getpid());
+    ASSERT_TRUE(publish(*sh, self, "good"));
+    // A writer that died after claiming the sequence: odd, its pid gone.
+    pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    waitpid(dead, nullptr, 0);
+    sh->sequence.fetch_add(1);
+    sh->writer_pid.store(int32_t(dead));
+    memcpy(sh->document, "ga", 2);  // half written
+    uint64_t seq = 0;
+    std::string doc;
+    EXPECT_FALSE(read_published(*sh, seq, doc));  // readers keep what they have
+    ASSERT_TRUE(publish(*sh, self, "new"));
+    ASSERT_TRUE(read_published(*sh, seq, doc));
+    EXPECT_EQ(doc, "new");
+    // A live writer mid-write is not interrupted.
+    sh->sequence.fetch_add(1);
+    sh->writer_pid.store(int32_t(getppid()));
+    EXPECT_FALSE(publish(*sh, self, "other"));
+}
+
+TEST(AuthJwtKeyUrlTest, FetcherLeaseIsHeldRenewedAndTakenOverWhenStale) {
+    auto sh = new_zone();
+    int32_t self = int32_t(getpid());
+    int32_t other = int32_t(getppid());  // alive
+    EXPECT_TRUE(hold_fetcher_lease(*sh, other, 1000, 5000));
+    EXPECT_FALSE(hold_fetcher_lease(*sh, self, 2000, 5000));  // fresh heartbeat, live holder
+    EXPECT_TRUE(hold_fetcher_lease(*sh, other, 5000, 5000));  // renewed
+    EXPECT_FALSE(hold_fetcher_lease(*sh, self, 9000, 5000));
+    EXPECT_TRUE(hold_fetcher_lease(*sh, self, 10001, 5000));  // stale: taken over
+    EXPECT_EQ(sh->fetcher_pid.load(), self);
+    release_fetcher_lease(*sh, other);  // not the holder: no effect
+    EXPECT_EQ(sh->fetcher_pid.load(), self);
+    release_fetcher_lease(*sh, self);
+    EXPECT_EQ(sh->fetcher_pid.load(), 0);
 }
 
 }  // namespace
