@@ -155,9 +155,12 @@ char* put_encoded(char* p, std::string_view v) {
 
 std::string_view edit_args(Request& r, std::string_view args, const std::vector<ProxyArgEdit>& edits) {
     if (edits.empty()) return args;
-    std::string_view values[32];
+    // As many values as edits (the configuration sets no limit), in the arena.
+    auto* values = static_cast<std::string_view*>(
+        r.arena()->allocate(sizeof(std::string_view) * edits.size(), alignof(std::string_view)));
     size_t cap = args.size() + 1;
-    for (size_t i = 0; i < edits.size() && i < 32; ++i) {
+    for (size_t i = 0; i < edits.size(); ++i) {
+        values[i] = {};
         if (edits[i].remove) continue;
         values[i] = edits[i].value.eval(r);
         cap += edits[i].name.size() + 2 + 3 * values[i].size();
@@ -174,7 +177,7 @@ std::string_view edit_args(Request& r, std::string_view args, const std::vector<
         if (amp == std::string_view::npos) break;
         args.remove_prefix(amp + 1);
     }
-    for (size_t i = 0; i < edits.size() && i < 32; ++i) {
+    for (size_t i = 0; i < edits.size(); ++i) {
         // An empty value removes the argument, as an empty proxy_set_header does.
         if (edits[i].remove || values[i].empty()) continue;
         if (p != out) *p++ = '&';

@@ -284,6 +284,17 @@ http {
             proxy_remove_arg secret;
             proxy_pass http://be;
         }
+        location /many-args/ {
+            # More edits than the 32 the request path once had room for.
+            proxy_set_arg a01 1; proxy_set_arg a02 2; proxy_set_arg a03 3; proxy_set_arg a04 4; proxy_set_arg a05 5; proxy_set_arg a06 6;
+            proxy_set_arg a07 7; proxy_set_arg a08 8; proxy_set_arg a09 9; proxy_set_arg a10 10; proxy_set_arg a11 11; proxy_set_arg a12 12;
+            proxy_set_arg a13 13; proxy_set_arg a14 14; proxy_set_arg a15 15; proxy_set_arg a16 16; proxy_set_arg a17 17; proxy_set_arg a18 18;
+            proxy_set_arg a19 19; proxy_set_arg a20 20; proxy_set_arg a21 21; proxy_set_arg a22 22; proxy_set_arg a23 23; proxy_set_arg a24 24;
+            proxy_set_arg a25 25; proxy_set_arg a26 26; proxy_set_arg a27 27; proxy_set_arg a28 28; proxy_set_arg a29 29; proxy_set_arg a30 30;
+            proxy_set_arg a31 31; proxy_set_arg a32 32; proxy_set_arg a33 33; proxy_set_arg a34 34;
+            proxy_remove_arg secret;
+            proxy_pass http://be;
+        }
         location /hdr/ {
             proxy_set_header X-Client "$remote_addr:$arg_tag";
             proxy_set_header X-Empty "";
@@ -483,6 +494,18 @@ TEST_F(ProxyTest, SetArgAndRemoveArg) {
     // An empty value removes the argument; an encoded name is the same name.
     EXPECT_EQ(seen_uri(get("/args/p?%73ecret=1&debug=x")), "/args/p?fixed=1");
     EXPECT_EQ(seen_uri(get("/args/p")), "/args/p?fixed=1");
+}
+
+TEST_F(ProxyTest, EveryArgEditIsApplied) {
+    std::string uri = seen_uri(get("/many-args/x?keep=1&secret=s&a34=old"));
+    EXPECT_THAT(uri, HasSubstr("keep=1")) << uri;
+    EXPECT_THAT(uri, Not(HasSubstr("secret"))) << uri;
+    EXPECT_THAT(uri, Not(HasSubstr("old"))) << uri;
+    for (int i = 1; i <= 34; ++i) {
+        char arg[16];
+        snprintf(arg, sizeof arg, "a%02d=%d", i, i);
+        EXPECT_THAT(uri, HasSubstr(arg)) << uri;
+    }
 }
 
 // ---- headers ----------------------------------------------------------------------------
