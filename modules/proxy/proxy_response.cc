@@ -287,10 +287,21 @@ void send_upgrade(ProxyCtx& ctx) {
     };
     constexpr std::string_view kStatus = "HTTP/1.1 101 Switching Protocols\r\n";
     constexpr std::string_view kConnection = "Connection: upgrade\r\n\r\n";
+    // The gateway's Server and Date, as on every response it sends, unless
+    // proxy_pass_header lets the upstream's stand for them.
+    bool has_server = false, has_date = false;
     size_t extra = ctx.head_filled - h.head_length;
     size_t total = kStatus.size() + kConnection.size() + extra;
-    for (const Header& f : h.headers)
-        if (passes(f.name)) total += f.name.size() + f.value.size() + 4;
+    for (const Header& f : h.headers) {
+        if (!passes(f.name)) continue;
+        total += f.name.size() + f.value.size() + 4;
+        if (field_name_is(f.name, "server")) has_server = true;
+        else if (field_name_is(f.name, "date")) has_date = true;
+    }
+    std::string_view server = has_server ? std::string_view() : server_header_value(*ctx.r);
+    std::string_view date = has_date ? std::string_view() : http_date_now();
+    if (!has_server) total += 8 + server.size() + 2;
+    if (!has_date) total += 6 + date.size() + 2;
     char* out = static_cast<char*>(ctx.r->arena()->allocate(total, 1));
     char* p = out;
     auto put = [&](std::string_view s) {
@@ -299,6 +310,16 @@ void send_upgrade(ProxyCtx& ctx) {
         p += s.size();
     };
     put(kStatus);
+    if (!has_server) {
+        put("Server: ");
+        put(server);
+        put("\r\n");
+    }
+    if (!has_date) {
+        put("Date: ");
+        put(date);
+        put("\r\n");
+    }
     for (const Header& f : h.headers) {
         if (!passes(f.name)) continue;
         put(f.name);

@@ -183,8 +183,6 @@ std::string_view status_reason(int status) {
     }
 }
 
-namespace {
-
 // "Mon, 23 Nov 2026 10:34:34 GMT", recomputed once per second.
 std::string_view http_date_now() {
     static char buf[40];
@@ -199,6 +197,12 @@ std::string_view http_date_now() {
     }
     return buf;
 }
+
+std::string_view server_header_value(const Request& r) {
+    return *r.core_conf().server_tokens ? "sluice/" SLUICE_VERSION : "sluice";
+}
+
+namespace {
 
 std::string_view default_page(Request& r, int status) {
     std::string_view reason = status_reason(status);
@@ -292,7 +296,7 @@ bool Request::send_header() {
         if (hd.name.size() == 6 && iequals(hd.name, "server")) has_server = true;
         else if (hd.name.size() == 4 && iequals(hd.name, "date")) has_date = true;
     }
-    if (!has_server) append_header(h, "Server", *core_conf().server_tokens ? "sluice/" SLUICE_VERSION : "sluice");
+    if (!has_server) append_header(h, "Server", server_header_value(*this));
     if (!has_date) append_header(h, "Date", http_date_now());
     if (!out_.content_type.empty()) append_header(h, "Content-Type", out_.content_type);
     if (out_.content_length >= 0) {

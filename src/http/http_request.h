@@ -250,4 +250,9 @@ std::string_view status_reason(int status);
 // Current time in milliseconds, cached per loop iteration.
 int64_t current_msec();
 
+// The gateway's own Server and Date header values, as send_header() writes
+// them (for a head a module writes itself, such as the proxy's 101).
+std::string_view server_header_value(const Request& r);
+std::string_view http_date_now();
+
 }  // namespace sluice::http

@@ -827,6 +827,28 @@ TEST_F(ProxyTest, WebSocketUpgradeTunnelsBytesBothWays) {
     EXPECT_TRUE(closed_within(s.fd, 6s));
 }
 
+// The 101 is the gateway's response like any other: its Server and Date
+// (the upstream's are hidden, as on every proxied response).
+TEST_F(ProxyTest, SwitchingProtocolsCarriesTheGatewaysServerAndDate) {
+    Fd s(connect_to(port_));
+    ASSERT_GE(s.fd, 0);
+    ASSERT_TRUE(write_all(s.fd, upgrade_request("/ws")));
+    std::string in;
+    ASSERT_TRUE(read_until(s.fd, in, "\r\n\r\n")) << in;
+    std::string head = in.substr(0, in.find("\r\n\r\n") + 2);
+    EXPECT_THAT(head, HasSubstr("HTTP/1.1 101")) << head;
+    EXPECT_TRUE(std::regex_search(head, std::regex("\r\nServer: sluice(/[0-9.]+)?\r\n"))) << head;
+    EXPECT_TRUE(std::regex_search(head, std::regex("\r\nDate: [A-Z][a-z]{2}, [0-9]{2} [A-Z][a-z]{2} [0-9]{4} "
+                                                   "[0-9]{2}:[0-9]{2}:[0-9]{2} GMT\r\n")))
+        << head;
+    EXPECT_EQ(std::count(head.begin(), head.end(), '\n'), std::count(head.begin(), head.end(), '\r'));
+    size_t servers = 0, dates = 0;
+    for (size_t at = 0; (at = head.find("\r\nServer:", at)) != std::string::npos; ++at) ++servers;
+    for (size_t at = 0; (at = head.find("\r\nDate:", at)) != std::string::npos; ++at) ++dates;
+    EXPECT_EQ(servers, 1u) << head;
+    EXPECT_EQ(dates, 1u) << head;
+}
+
 TEST_F(ProxyTest, WebSocketTunnelClosesWhenTheClientCloses) {
     Fd s(connect_to(port_));
     ASSERT_TRUE(write_all(s.fd, upgrade_request("/ws") + "early"));
