@@ -159,7 +159,7 @@ struct ProxyCtx {
     Peer* peer = nullptr;
     TriedPeers tried;
     uint64_t tries = 0;
-    int64_t start_ms = 0;
+    int64_t start_ms = 0;  // the first try (proxy_next_upstream_timeout)
     std::string_view proxy_host, proxy_port;
     std::string_view uri;  // path?query sent upstream
 
@@ -241,6 +241,9 @@ void proxy_block_put(char* block, size_t size);
 
 // The ProxyFailure bit of an upstream status (0 for the others).
 uint32_t proxy_status_failure(int status);
+// Whether a listed status counts toward max_fails: 403 and 404 never do
+// (the server works; what was asked for is missing), as in nginx.
+bool proxy_failure_counts(uint32_t ft);
 // A response head with a status listed in proxy_next_upstream: true when
 // the request went to the next server instead.
 bool proxy_retry_status(ProxyCtx& ctx, uint32_t ft, int status);

@@ -167,6 +167,20 @@ void new_attempt(ProxyCtx& ctx) {
     ctx.attempt = a;
 }
 
+// Connects to a server upstream_select_peer() chose.
+void start_attempt(ProxyCtx& ctx, Peer* peer) {
+    // proxy_next_upstream_timeout counts from the first try, as nginx's:
+    // reading a buffered body before it is no part of it.
+    if (ctx.tries == 0) ctx.start_ms = current_msec();
+    ctx.peer = peer;
+    ctx.peer_reported = false;
+    ctx.tried.add(size_t(peer - ctx.upstream->peers.data()));
+    ++ctx.tries;
+    ctx.stale_retried = false;
+    new_attempt(ctx);
+    connect_peer(ctx, true);
+}
+
 // Picks the next server and connects; answers `last_status` when none is left.
 void connect_next(ProxyCtx& ctx, int last_status) {
     Peer* peer = upstream_select_peer(*ctx.upstream, *ctx.r, ctx.tried);
@@ -177,13 +191,7 @@ void connect_next(ProxyCtx& ctx, int last_status) {
         proxy_finish(ctx, last_status);
         return;
     }
-    ctx.peer = peer;
-    ctx.peer_reported = false;
-    ctx.tried.add(size_t(peer - ctx.upstream->peers.data()));
-    ++ctx.tries;
-    ctx.stale_retried = false;
-    new_attempt(ctx);
-    connect_peer(ctx, true);
+    start_attempt(ctx, peer);
 }
 
 void on_write(evutil_socket_t, short, void* arg) {
@@ -385,15 +393,21 @@ void proxy_fail(ProxyCtx& ctx, uint32_t ft, const char* what, int err) {
 
 bool proxy_retry_status(ProxyCtx& ctx, uint32_t ft, int status) {
     if (!can_retry(ctx, ft)) return false;
+    // With no server left, the client gets this server's answer, not the
+    // gateway's error page (nginx retries only while peer.tries > 1).
+    Peer* next = upstream_select_peer(*ctx.upstream, *ctx.r, ctx.tried);
+    if (!next) return false;
     proxy_log(ctx, LogLevel::Info, 0, "upstream answered %d, trying the next server", status);
     ctx.attempt->end_ms = current_msec();
-    report_peer(ctx, true);
+    report_peer(ctx, proxy_failure_counts(ft));
     proxy_close_upstream(ctx);
     proxy_rewind_request(ctx);
     ctx.head_done = false;
-    connect_next(ctx, status);
+    start_attempt(ctx, next);
     return true;
 }
+
+bool proxy_failure_counts(uint32_t ft) { return !(ft & (kFtHttp403 | kFtHttp404)); }
 
 void proxy_finish(ProxyCtx& ctx, int status) {
     if (ctx.finished) return;
@@ -416,7 +430,7 @@ void proxy_response_complete(ProxyCtx& ctx) {
         ctx.fd = -1;
     }
     uint32_t ft = proxy_status_failure(ctx.attempt->status);
-    report_peer(ctx, ft && (*ctx.conf->next_upstream & ft));
+    report_peer(ctx, ft && (*ctx.conf->next_upstream & ft) && proxy_failure_counts(ft));
     proxy_finish(ctx, r.status());
 }
 
@@ -435,7 +449,6 @@ Next proxy_handler(Request& r) {
     ctx->r = &r;
     ctx->conf = &conf;
     ctx->reader.ctx = ctx;
-    ctx->start_ms = current_msec();
     ctx->chain = r.make<BodyChain>(r.arena());
     ctx->resp = r.make<ResponseHead>(r.arena());
     r.set_module_ctx(proxy_module, ctx);

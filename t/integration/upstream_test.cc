@@ -561,7 +561,7 @@ TEST_F(UpstreamBalancing, ServerNameResolvedAtLoadTime) {
 class UpstreamFailover : public ::testing::Test {
 protected:
     void SetUp() override {
-        for (Origin* o : {&good_, &unavailable_, &unavailable2_, &unavailable3_}) ASSERT_TRUE(o->start());
+        for (Origin* o : {&good_, &unavailable_, &unavailable2_, &unavailable3_, &not_found_}) ASSERT_TRUE(o->start());
         std::string mf = " max_fails=0";
         std::string blocks =
             upstream_block("refused", "", {"127.0.0.1:" + std::to_string(refused_port_) + mf, good_.address() + mf}) +
@@ -569,7 +569,11 @@ protected:
             upstream_block("silent", "", {silent_.address() + mf, good_.address() + mf}) +
             upstream_block("unavailable", "", {unavailable_.address() + mf, good_.address() + mf}) +
             upstream_block("all503", "",
-                           {unavailable_.address() + mf, unavailable2_.address() + mf, unavailable3_.address() + mf});
+                           {unavailable_.address() + mf, unavailable2_.address() + mf, unavailable3_.address() + mf}) +
+            upstream_block("not_found", "",
+                           {not_found_.address() + " max_fails=1 fail_timeout=30s",
+                            good_.address() + " max_fails=1 fail_timeout=30s"}) +
+            upstream_block("only_not_found", "", {not_found_.address() + " max_fails=1 fail_timeout=30s"});
         std::string locations;
         for (const char* name : {"refused", "reset", "silent", "unavailable"}) {
             std::string n = name;
@@ -584,7 +588,12 @@ protected:
             "        location /tries0/ { proxy_pass http://all503/; proxy_next_upstream http_503; }\n"
             "        location /post/ { proxy_pass http://unavailable/; proxy_next_upstream error http_503; }\n"
             "        location /post-any/ { proxy_pass http://unavailable/; "
-            "proxy_next_upstream error http_503 non_idempotent; }\n";
+            "proxy_next_upstream error http_503 non_idempotent; }\n"
+            "        location /not-found/ { proxy_pass http://not_found/; proxy_next_upstream error http_404; }\n"
+            "        location /only-not-found/ { proxy_pass http://only_not_found/; "
+            "proxy_next_upstream error http_404; }\n"
+            "        location /slow-upload/ { proxy_pass http://refused/; proxy_next_upstream error; "
+            "proxy_next_upstream_timeout 1s; }\n";
         daemon_ = std::make_unique<Daemon>(gateway_config(1, blocks, locations));
         ASSERT_TRUE(daemon_->start());
     }
@@ -600,6 +609,7 @@ protected:
     Origin unavailable_{"u1", {"--fail-status", "503"}};
     Origin unavailable2_{"u2", {"--fail-status", "503"}};
     Origin unavailable3_{"u3", {"--fail-status", "503"}};
+    Origin not_found_{"nf", {"--fail-status", "404"}};
     uint16_t refused_port_ = refused_port();
     ResettingListener resetting_;
     SilentListener silent_;
@@ -640,6 +650,56 @@ TEST_F(UpstreamFailover, NextUpstreamTriesLimitsAttempts) {
     before = served();
     EXPECT_EQ(get(daemon_->port(), "/tries0/x").status, 503);
     EXPECT_EQ(served() - before, 3u);  // 0: every server once
+}
+
+// Every server answered a listed status and none is left: the client gets
+// the last server's answer (its body and headers), not the gateway's page.
+TEST_F(UpstreamFailover, WhenEveryServerFailsTheLastAnswerIsRelayed) {
+    auto served = [&] { return unavailable_.served() + unavailable2_.served() + unavailable3_.served(); };
+    uint64_t before = served();
+    Response r = get(daemon_->port(), "/tries0/x");
+    EXPECT_EQ(r.status, 503);
+    EXPECT_EQ(served() - before, 3u);
+    EXPECT_THAT(r.header("X-Upstream-Id"), ::testing::AnyOf("u1", "u2", "u3")) << r;
+    EXPECT_THAT(r.body, HasSubstr("\"uri\":\"/x\"")) << r;
+    EXPECT_THAT(r.body, ::testing::Not(HasSubstr("<center>sluice</center>"))) << r;
+}
+
+// http_404 (and http_403) move on to the next server but never count toward
+// max_fails: the server works, the resource is missing (nginx's
+// NGX_PEER_NEXT). Before, one 404 took the server out for fail_timeout.
+TEST_F(UpstreamFailover, NotFoundIsRetriedButNeverCountsAsAFailure) {
+    for (int i = 0; i < 8; ++i) {
+        Response r = get(daemon_->port(), "/not-found/x");
+        EXPECT_EQ(r.status, 200) << i << "\n" << r;
+        EXPECT_EQ(r.header("X-Upstream-Id"), "good") << i;
+    }
+    // Round robin keeps trying the server that answers 404 first.
+    EXPECT_GE(not_found_.served(), 3u);
+    // The only server: its 404 is the answer every time, never "no live upstreams".
+    for (int i = 0; i < 3; ++i) {
+        Response r = get(daemon_->port(), "/only-not-found/x");
+        EXPECT_EQ(r.status, 404) << i << "\n" << r;
+        EXPECT_EQ(r.header("X-Upstream-Id"), "nf") << i;
+    }
+}
+
+// proxy_next_upstream_timeout counts from the first try, not from the start
+// of a buffered upload: a slow client does not use up the time to retry.
+TEST_F(UpstreamFailover, NextUpstreamTimeoutStartsAtTheFirstTry) {
+    // Round robin over a refused server and a good one: one of the two
+    // uploads meets the refused server first and must be retried.
+    for (int i = 0; i < 2; ++i) {
+        SCOPED_TRACE(i);
+        Conn c(daemon_->port());
+        ASSERT_TRUE(c.send("POST /slow-upload/x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello"));
+        std::this_thread::sleep_for(1500ms);  // longer than proxy_next_upstream_timeout
+        ASSERT_TRUE(c.send("world"));
+        auto r = c.read_response(10s);
+        ASSERT_TRUE(r) << c.error();
+        EXPECT_EQ(r->status, 200) << *r;
+        EXPECT_EQ(r->header("X-Upstream-Id"), "good");
+    }
 }
 
 TEST_F(UpstreamFailover, PostIsRetriedAfterSendingOnlyWithNonIdempotent) {
