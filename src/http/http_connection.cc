@@ -86,6 +86,7 @@ void HttpConnection::on_timer(evutil_socket_t, short, void* arg) {
         if (c.body_reader_ && !c.write_armed_) {
             SLUICE_LOG(LogLevel::Info, "*%llu client timed out (110: Connection timed out) while reading client request body, client: %s",
                        static_cast<unsigned long long>(c.number_), std::string(c.peer_text()).c_str());
+            c.closing_ = true;  // the rest of the body may still come: the stream is out of step
             c.end_body(408);
             return;
         }

@@ -213,7 +213,11 @@ std::string_view default_page(Request& r, int status) {
     return r.copy(page);
 }
 
-// Statuses after which the connection's framing cannot be trusted.
+// The gateway's own error pages after which nginx closes the connection
+// (ngx_http_special_response_handler). A response a module relays (an
+// upstream's 400 or 413) leaves the connection alone: whether it can carry
+// another request depends only on the request stream, which the connection
+// tracks (a head it could not parse, a body it refused or could not read).
 bool closes_connection(int status) {
     return status == 400 || status == 408 || status == 413 || status == 414 || status == 431 || status == 501 ||
            status == 505 || status == 417;
@@ -274,7 +278,6 @@ bool Request::send_header() {
         if (http10()) keep_alive_ = false;  // the end of the body is the end of the connection
         else chunked_ = true;
     }
-    if (closes_connection(status)) keep_alive_ = false;
     // Say "close" on the last request a connection may carry.
     if (conn_.requests() >= *core_conf().keepalive_requests || *core_conf().keepalive_timeout_ms == 0 ||
         conn_.worker().shutting_down())

@@ -749,6 +749,42 @@ TEST_F(ProxyTest, RefusedIs502AndReadTimeoutIs504) {
     EXPECT_EQ(pretty504.body, "custom gateway page\n");
 }
 
+// An upstream's 400 or 413 is the upstream's answer, not a sign that the
+// client's request stream is out of step: the client connection stays open
+// (nginx closes only after errors it generates itself).
+TEST_F(ProxyTest, RelayedErrorStatusesKeepTheClientConnectionAlive) {
+    Conn c(port_);
+    for (int status : {400, 408, 413, 414, 417, 431, 501, 505}) {
+        SCOPED_TRACE(status);
+        ASSERT_TRUE(c.send("GET /status/" + std::to_string(status) + " HTTP/1.1\r\nHost: t\r\n\r\n"));
+        auto r = c.read_response();
+        ASSERT_TRUE(r) << c.error();
+        EXPECT_EQ(r->status, status);
+        EXPECT_EQ(r->header("X-Upstream-Id"), "one");
+        EXPECT_TRUE(r->keep_alive()) << *r;
+    }
+    // A body the upstream refused with 413 before reading it: the core
+    // discards the rest and the connection goes on.
+    std::string body(1000, 'b');
+    ASSERT_TRUE(c.send("POST /status/413 HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n" + body));
+    auto posted = c.read_response();
+    ASSERT_TRUE(posted) << c.error();
+    EXPECT_EQ(posted->status, 413);
+    EXPECT_TRUE(posted->keep_alive()) << *posted;
+    ASSERT_TRUE(c.send("GET /after HTTP/1.1\r\nHost: t\r\n\r\n"));
+    auto after = c.read_response();
+    ASSERT_TRUE(after) << c.error();
+    EXPECT_EQ(after->status, 200);
+    EXPECT_EQ(seen_uri(*after), "/after");
+    // The gateway's own 400 (a request it refused) still closes.
+    ASSERT_TRUE(c.send("GET /a%2Fb HTTP/1.1\r\nHost: t\r\n\r\n"));
+    auto bad = c.read_response();
+    ASSERT_TRUE(bad) << c.error();
+    EXPECT_EQ(bad->status, 400);
+    EXPECT_FALSE(bad->keep_alive()) << *bad;
+    EXPECT_TRUE(c.is_closed(5s));
+}
+
 // The X-Connection of a good response on the dedicated "reuse" origin.
 std::string reuse_connection(uint16_t port) {
     auto r = http_get(port, "/reuse/x");
