@@ -174,6 +174,13 @@ struct ProxyCtx {
     uint64_t conn_requests = 0;  // requests this connection served before
     event rev, wev, timer;
     bool timer_ready = false;
+    // proxy_send_timeout (or the connect timeout) and proxy_read_timeout run
+    // independently: while a body streams up and the response streams down,
+    // a stalled upload and a stalled download each time out. One event fires
+    // at the earlier deadline (0: none); moving a deadline later does not
+    // re-arm it: when it fires early, it re-arms for what is left.
+    int64_t send_deadline_ms = 0, read_deadline_ms = 0;
+    int64_t timer_fires_ms = 0;  // when the event is due (0: not armed)
 
     // The request going out: the head, then the body.
     std::string_view head;
@@ -231,8 +238,10 @@ void proxy_response_complete(ProxyCtx& ctx);
 void proxy_close_upstream(ProxyCtx& ctx);
 void proxy_want_read(ProxyCtx& ctx, bool on);
 void proxy_want_write(ProxyCtx& ctx, bool on);
-void proxy_arm_timer(ProxyCtx& ctx, uint64_t ms);
-void proxy_disarm_timer(ProxyCtx& ctx);
+enum class ProxyTimer : uint8_t { Send, Read };
+void proxy_arm_timer(ProxyCtx& ctx, ProxyTimer which, uint64_t ms);
+void proxy_disarm_timer(ProxyCtx& ctx, ProxyTimer which);
+void proxy_disarm_timers(ProxyCtx& ctx);
 void proxy_log(ProxyCtx& ctx, LogLevel level, int err, const char* fmt, ...) __attribute__((format(printf, 4, 5)));
 bool proxy_method_idempotent(const Request& r);
 // Per-worker reuse of the response windows and body buffers.

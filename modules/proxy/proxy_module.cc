@@ -52,7 +52,7 @@ void release_events(ProxyCtx& ctx) {
         if (ctx.writing) event_del(&ctx.wev);
     }
     ctx.events_ready = ctx.reading = ctx.writing = false;
-    proxy_disarm_timer(ctx);
+    proxy_disarm_timers(ctx);
 }
 
 void report_peer(ProxyCtx& ctx, bool failed) {
@@ -112,7 +112,7 @@ int resolve_target(ProxyCtx& ctx) {
 void connected(ProxyCtx& ctx) {
     ctx.connected = true;
     ctx.attempt->connect_ms = current_msec();
-    proxy_disarm_timer(ctx);
+    proxy_disarm_timer(ctx, ProxyTimer::Send);
     proxy_want_read(ctx, true);
     proxy_send(ctx);
 }
@@ -155,7 +155,7 @@ void connect_peer(ProxyCtx& ctx, bool allow_pool) {
         return;
     }
     proxy_want_write(ctx, true);
-    proxy_arm_timer(ctx, *ctx.conf->connect_timeout_ms);
+    proxy_arm_timer(ctx, ProxyTimer::Send, *ctx.conf->connect_timeout_ms);
 }
 
 void new_attempt(ProxyCtx& ctx) {
@@ -211,14 +211,44 @@ void on_write(evutil_socket_t, short, void* arg) {
     connected(ctx);
 }
 
+// Arms the event for the earlier deadline, unless it already fires by then.
+void schedule_timer(ProxyCtx& ctx, bool force) {
+    int64_t due = ctx.send_deadline_ms;
+    if (ctx.read_deadline_ms && (!due || ctx.read_deadline_ms < due)) due = ctx.read_deadline_ms;
+    if (!due) {
+        if (ctx.timer_fires_ms) event_del(&ctx.timer);
+        ctx.timer_fires_ms = 0;
+        return;
+    }
+    if (!force && ctx.timer_fires_ms && ctx.timer_fires_ms <= due) return;
+    if (!ctx.timer_ready) {
+        evtimer_assign(&ctx.timer, Worker::current().base(), on_timer, &ctx);
+        ctx.timer_ready = true;
+    }
+    int64_t ms = std::max<int64_t>(due - current_msec(), 1);
+    timeval tv{time_t(ms / 1000), suseconds_t((ms % 1000) * 1000)};
+    event_add(&ctx.timer, &tv);
+    ctx.timer_fires_ms = due;
+}
+
 void on_timer(evutil_socket_t, short, void* arg) {
     auto& ctx = *static_cast<ProxyCtx*>(arg);
-    if (!ctx.connected) proxy_fail(ctx, kFtTimeout, "upstream timed out while connecting to upstream", ETIMEDOUT);
-    else if (!ctx.request_sent && ctx.writing && !ctx.head_done)
-        proxy_fail(ctx, kFtTimeout, "upstream timed out while sending request to upstream", ETIMEDOUT);
-    else if (!ctx.head_done)
-        proxy_fail(ctx, kFtTimeout, "upstream timed out while reading response header from upstream", ETIMEDOUT);
-    else proxy_fail(ctx, kFtTimeout, "upstream timed out while reading upstream", ETIMEDOUT);
+    ctx.timer_fires_ms = 0;
+    const int64_t now = current_msec();
+    if (ctx.send_deadline_ms && now >= ctx.send_deadline_ms) {
+        ctx.send_deadline_ms = 0;
+        if (!ctx.connected) proxy_fail(ctx, kFtTimeout, "upstream timed out while connecting to upstream", ETIMEDOUT);
+        else proxy_fail(ctx, kFtTimeout, "upstream timed out while sending request to upstream", ETIMEDOUT);
+        return;
+    }
+    if (ctx.read_deadline_ms && now >= ctx.read_deadline_ms) {
+        ctx.read_deadline_ms = 0;
+        if (!ctx.head_done)
+            proxy_fail(ctx, kFtTimeout, "upstream timed out while reading response header from upstream", ETIMEDOUT);
+        else proxy_fail(ctx, kFtTimeout, "upstream timed out while reading upstream", ETIMEDOUT);
+        return;
+    }
+    schedule_timer(ctx, true);  // a deadline moved on since the event was armed
 }
 
 // ---- failures ----
@@ -307,18 +337,24 @@ void proxy_want_write(ProxyCtx& ctx, bool on) {
     else event_del(&ctx.wev);
 }
 
-void proxy_arm_timer(ProxyCtx& ctx, uint64_t ms) {
-    if (ms == 0) return proxy_disarm_timer(ctx);
-    if (!ctx.timer_ready) {
-        evtimer_assign(&ctx.timer, Worker::current().base(), on_timer, &ctx);
-        ctx.timer_ready = true;
-    }
-    timeval tv{time_t(ms / 1000), suseconds_t((ms % 1000) * 1000)};
-    event_add(&ctx.timer, &tv);
+void proxy_arm_timer(ProxyCtx& ctx, ProxyTimer which, uint64_t ms) {
+    int64_t& deadline = which == ProxyTimer::Send ? ctx.send_deadline_ms : ctx.read_deadline_ms;
+    deadline = ms ? current_msec() + int64_t(ms) : 0;
+    schedule_timer(ctx, false);
 }
 
-void proxy_disarm_timer(ProxyCtx& ctx) {
-    if (ctx.timer_ready) event_del(&ctx.timer);
+void proxy_disarm_timer(ProxyCtx& ctx, ProxyTimer which) {
+    int64_t& deadline = which == ProxyTimer::Send ? ctx.send_deadline_ms : ctx.read_deadline_ms;
+    if (!deadline) return;
+    deadline = 0;
+    // A timer left armed for a later deadline only fires early and re-arms;
+    // with no deadline left it goes.
+    if (!ctx.send_deadline_ms && !ctx.read_deadline_ms) schedule_timer(ctx, false);
+}
+
+void proxy_disarm_timers(ProxyCtx& ctx) {
+    ctx.send_deadline_ms = ctx.read_deadline_ms = 0;
+    schedule_timer(ctx, false);
 }
 
 void proxy_close_upstream(ProxyCtx& ctx) {

@@ -291,12 +291,13 @@ Wrote write_vec(ProxyCtx& ctx, iovec* iov, int cnt, size_t& written) {
 void request_written(ProxyCtx& ctx) {
     ctx.request_sent = true;
     proxy_want_write(ctx, false);
-    if (!ctx.head_done) proxy_arm_timer(ctx, *ctx.conf->read_timeout_ms);
+    proxy_disarm_timer(ctx, ProxyTimer::Send);
+    if (!ctx.head_done) proxy_arm_timer(ctx, ProxyTimer::Read, *ctx.conf->read_timeout_ms);
 }
 
 bool blocked(ProxyCtx& ctx) {
     proxy_want_write(ctx, true);
-    proxy_arm_timer(ctx, *ctx.conf->send_timeout_ms);
+    proxy_arm_timer(ctx, ProxyTimer::Send, *ctx.conf->send_timeout_ms);
     return true;
 }
 
@@ -428,6 +429,7 @@ bool send_streaming(ProxyCtx& ctx) {
     }
     if (!ctx.body_started) {
         proxy_want_write(ctx, false);
+        proxy_disarm_timer(ctx, ProxyTimer::Send);
         start_streaming_body(ctx);  // may deliver the whole body at once
         return true;
     }
@@ -437,6 +439,7 @@ bool send_streaming(ProxyCtx& ctx) {
         return true;
     }
     proxy_want_write(ctx, false);
+    proxy_disarm_timer(ctx, ProxyTimer::Send);
     if (ctx.body_paused) {
         ctx.body_paused = false;
         ctx.r->resume_body();
@@ -457,9 +460,8 @@ bool ProxyBodyReader::on_body_data(Request&, std::string_view data) {
         proxy_finish(c, 500);
         return false;
     }
-    // Body bytes still going up while the response comes down: the
-    // upstream is busy, not idle.
-    if (c.head_done) proxy_arm_timer(c, *c.conf->read_timeout_ms);
+    // Going up, the body has its own timeout (proxy_send_timeout, armed
+    // when the socket does not take it); it never delays proxy_read_timeout.
     if (stream_out(c, data, false)) return true;
     c.body_paused = true;
     return false;

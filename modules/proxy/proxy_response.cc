@@ -166,7 +166,7 @@ void map_headers(ProxyCtx& ctx) {
 void pause_reading(ProxyCtx& ctx) {
     ctx.paused = true;
     proxy_want_read(ctx, false);
-    proxy_disarm_timer(ctx);  // the client is slow, not the upstream: send_timeout applies
+    proxy_disarm_timer(ctx, ProxyTimer::Read);  // the client is slow, not the upstream: send_timeout applies
 }
 
 void decide_reuse(ProxyCtx& ctx) {
@@ -268,7 +268,7 @@ void relay(ProxyCtx& ctx) {
             break;
         }
         ctx.attempt->bytes_received += uint64_t(n);
-        proxy_arm_timer(ctx, *ctx.conf->read_timeout_ms);
+        proxy_arm_timer(ctx, ProxyTimer::Read, *ctx.conf->read_timeout_ms);
         char* data = ctx.block + ctx.used;
         ctx.used += size_t(n);
         if (!relay_data(ctx, data, size_t(n))) break;
@@ -369,7 +369,7 @@ void handle_head(ProxyCtx& ctx) {
         proxy_finish(ctx, 0);
         return;
     }
-    proxy_arm_timer(ctx, *ctx.conf->read_timeout_ms);
+    proxy_arm_timer(ctx, ProxyTimer::Read, *ctx.conf->read_timeout_ms);
     // Body bytes that came with the head are in the window after it.
     ctx.used = ctx.head_filled;
     ctx.in_relay = true;
@@ -403,7 +403,7 @@ void read_head(ProxyCtx& ctx) {
     }
     ctx.attempt->bytes_received += uint64_t(n);
     ctx.head_filled += size_t(n);
-    if (ctx.request_sent) proxy_arm_timer(ctx, *conf.read_timeout_ms);
+    if (ctx.request_sent) proxy_arm_timer(ctx, ProxyTimer::Read, *conf.read_timeout_ms);
     ParseLimits limits;
     limits.max_request_line = limit;
     limits.max_header_line = limit;
@@ -460,7 +460,7 @@ void proxy_on_drain(Request&, void* arg) {
     ctx.paused = false;
     ctx.used = 0;
     proxy_want_read(ctx, true);
-    proxy_arm_timer(ctx, *ctx.conf->read_timeout_ms);
+    proxy_arm_timer(ctx, ProxyTimer::Read, *ctx.conf->read_timeout_ms);
     relay(ctx);
 }
 

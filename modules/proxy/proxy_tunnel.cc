@@ -159,7 +159,7 @@ void proxy_start_tunnel(ProxyCtx& ctx, std::string_view to_client) {
     // The tunnel owns the upstream connection and reports on the server when it ends.
     proxy_want_read(ctx, false);
     proxy_want_write(ctx, false);
-    proxy_disarm_timer(ctx);
+    proxy_disarm_timers(ctx);
     ctx.events_ready = false;
     auto* tunnel = new Tunnel(r.connection().worker(), *ctx.upstream, *ctx.peer, ctx.fd, *ctx.conf->read_timeout_ms);
     ctx.fd = -1;

@@ -242,6 +242,56 @@ std::string canned_reply(const std::string& head) {
     return h + body;
 }
 
+// Runs `script` on each accepted connection, one at a time, until it returns
+// or the origin is destroyed. For upstreams that misbehave over time.
+class ScriptedOrigin {
+public:
+    using Script = std::function<void(int fd, const std::atomic<bool>& stop)>;
+    explicit ScriptedOrigin(Script script) : script_(std::move(script)) {
+        listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1;
+        setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        // Small buffers: a request body the origin does not read stalls soon.
+        int small = 4096;
+        setsockopt(listen_fd_, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        port_ = free_port();
+        addr.sin_port = htons(port_);
+        if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(listen_fd_, 16) != 0) {
+            ::close(listen_fd_);
+            listen_fd_ = -1;
+            return;
+        }
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~ScriptedOrigin() {
+        stop_ = true;
+        if (thread_.joinable()) thread_.join();
+        if (listen_fd_ >= 0) ::close(listen_fd_);
+    }
+    bool ok() const { return listen_fd_ >= 0; }
+    uint16_t port() const { return port_; }
+
+private:
+    void serve() {
+        while (!stop_) {
+            if (!wait_fd(listen_fd_, POLLIN, Millis{50})) continue;
+            int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+            if (fd < 0) continue;
+            Fd conn(fd);
+            script_(fd, stop_);
+        }
+    }
+
+    Script script_;
+    int listen_fd_ = -1;
+    uint16_t port_ = 0;
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
+
 // ---- the shared daemon ---------------------------------------------------------------
 
 constexpr std::string_view kConfig = R"(
@@ -1225,6 +1275,122 @@ TEST_F(BigBodyTest, DownloadWithAndWithoutBufferingKeepsMemoryBounded) {
     done = true;
     sampler.join();
     expect_memory_bounded("download");
+}
+
+// ---- send and read timeouts in full duplex ----------------------------------------------------
+
+constexpr std::string_view kDuplexConfig = R"(
+events { worker_connections 64; }
+http {
+    client_max_body_size 0;
+    server {
+        listen 127.0.0.1:{{PORT}};
+        proxy_request_buffering off;
+        proxy_http_version 1.1;
+        location /stalled-upload/ {
+            proxy_send_timeout 500ms;
+            proxy_read_timeout 30s;
+            proxy_pass http://127.0.0.1:{{UPLOAD_ORIGIN}};
+        }
+        location /stalled-download/ {
+            proxy_send_timeout 30s;
+            proxy_read_timeout 500ms;
+            proxy_pass http://127.0.0.1:{{DOWNLOAD_ORIGIN}};
+        }
+    }
+}
+)";
+
+// Reads the request head, answers with a chunked head, then goes on writing
+// chunks and never reads the body: the upload stalls, the download flows.
+void stream_without_reading(int fd, const std::atomic<bool>& stop) {
+    std::string head;
+    if (!read_until(fd, head, "\r\n\r\n", 2s)) return;
+    if (!write_all(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 1s)) return;
+    auto end = std::chrono::steady_clock::now() + 15s;
+    while (!stop && std::chrono::steady_clock::now() < end) {
+        if (!write_all(fd, "5\r\nhello\r\n", 1s)) return;
+        std::this_thread::sleep_for(100ms);
+    }
+}
+
+// Answers with a chunked head and one chunk, then reads the body and never
+// writes again: the download stalls, the upload flows.
+void read_without_answering(int fd, const std::atomic<bool>& stop) {
+    std::string head;
+    if (!read_until(fd, head, "\r\n\r\n", 2s)) return;
+    if (!write_all(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", 1s)) return;
+    auto end = std::chrono::steady_clock::now() + 15s;
+    char buf[65536];
+    while (!stop && std::chrono::steady_clock::now() < end) {
+        if (!wait_fd(fd, POLLIN, 100ms)) continue;
+        if (::recv(fd, buf, sizeof buf, 0) <= 0) return;
+    }
+}
+
+// Uploads on `fd` until it fails, `stop`, or 15 s; `pause` between pieces.
+void upload(int fd, const std::atomic<bool>& stop, Millis pause) {
+    const std::string piece(16384, 'u');
+    auto end = std::chrono::steady_clock::now() + 15s;
+    while (!stop && std::chrono::steady_clock::now() < end) {
+        if (!wait_fd(fd, POLLOUT, 100ms)) continue;
+        if (::send(fd, piece.data(), piece.size(), MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno != EAGAIN) return;
+        if (pause.count()) std::this_thread::sleep_for(pause);
+    }
+}
+
+class ProxyDuplexTimeoutTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        ASSERT_TRUE(upload_origin_.ok());
+        ASSERT_TRUE(download_origin_.ok());
+        daemon_ = std::make_unique<Daemon>(
+            std::string(kMainConfig) + std::string(kDuplexConfig),
+            ConfigVars{{"UPLOAD_ORIGIN", upload_origin_.port()}, {"DOWNLOAD_ORIGIN", download_origin_.port()}});
+        ASSERT_TRUE(daemon_->start());
+    }
+
+    // Starts a streamed POST of 1 GiB on `path`, uploading from a thread,
+    // and waits for the response head and first chunk.
+    void start(std::string_view path, Millis pause) {
+        fd_ = std::make_unique<Fd>(connect_to(daemon_->port()));
+        ASSERT_GE(fd_->fd, 0);
+        ASSERT_TRUE(write_all(fd_->fd, "POST " + std::string(path) +
+                                           " HTTP/1.1\r\nHost: t\r\nContent-Length: 1073741824\r\n\r\n"));
+        uploader_ = std::thread([this, pause] { upload(fd_->fd, stop_, pause); });
+        std::string in;
+        ASSERT_TRUE(read_until(fd_->fd, in, "hello", 5s)) << in;
+        EXPECT_THAT(in, HasSubstr("HTTP/1.1 200")) << in;
+    }
+
+    void TearDown() override {
+        stop_ = true;
+        if (uploader_.joinable()) uploader_.join();
+    }
+
+    ScriptedOrigin upload_origin_{stream_without_reading};
+    ScriptedOrigin download_origin_{read_without_answering};
+    std::unique_ptr<Daemon> daemon_;
+    std::unique_ptr<Fd> fd_;
+    std::atomic<bool> stop_{false};
+    std::thread uploader_;
+};
+
+// The response keeps flowing, the request body does not: proxy_send_timeout,
+// whatever the reads do to proxy_read_timeout.
+TEST_F(ProxyDuplexTimeoutTest, StalledUploadTimesOutWhileTheDownloadFlows) {
+    start("/stalled-upload/", 0ms);
+    EXPECT_TRUE(daemon_->wait_for_log("upstream timed out (110: Connection timed out) while sending request to upstream", 8s));
+    // The head went out: only closing tells the client.
+    EXPECT_TRUE(closed_within(fd_->fd, 5s));
+}
+
+// The request body keeps flowing, the response does not: proxy_read_timeout,
+// whatever the body's progress.
+TEST_F(ProxyDuplexTimeoutTest, StalledDownloadTimesOutWhileTheUploadFlows) {
+    start("/stalled-download/", 20ms);
+    EXPECT_TRUE(daemon_->wait_for_log("upstream timed out (110: Connection timed out) while reading upstream", 8s));
+    EXPECT_TRUE(closed_within(fd_->fd, 5s));
 }
 
 }  // namespace
