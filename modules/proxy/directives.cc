@@ -272,6 +272,7 @@ bool merge_loc(ConfContext& cx, const ModuleConf& parent, ModuleConf& child) {
     merge_value(c.request_buffering, p.request_buffering, true);
     merge_value(c.pass_request_headers, p.pass_request_headers, true);
     merge_value(c.intercept_errors, p.intercept_errors, false);
+    merge_value(c.ignore_client_abort, p.ignore_client_abort, false);
     merge_value(c.buffer_size, p.buffer_size, kDefaultBufferSize);
     if (!c.buffers_num) {
         c.buffers_num = p.buffers_num.value_or(kDefaultBuffersNum);
@@ -362,6 +363,8 @@ const Directive kDirectives[] = {
     {"proxy_buffer_size", kLoc, Args(1), ConfLevel::Location, set_size<&ProxyLocConf::buffer_size>},
     {"proxy_buffers", kLoc, Args(2), ConfLevel::Location, set_buffers},
     {"proxy_intercept_errors", kLoc, Args(1), ConfLevel::Location, set_flag<&ProxyLocConf::intercept_errors>},
+    {"proxy_ignore_client_abort", kLoc, Args(1), ConfLevel::Location,
+     set_flag<&ProxyLocConf::ignore_client_abort>},
     {"proxy_connect_timeout", kLoc, Args(1), ConfLevel::Location, set_msec<&ProxyLocConf::connect_timeout_ms>},
     {"proxy_send_timeout", kLoc, Args(1), ConfLevel::Location, set_msec<&ProxyLocConf::send_timeout_ms>},
     {"proxy_read_timeout", kLoc, Args(1), ConfLevel::Location, set_msec<&ProxyLocConf::read_timeout_ms>},

@@ -91,6 +91,7 @@ struct ProxyLocConf : ModuleConf {
     std::optional<bool> request_buffering;
     std::optional<bool> pass_request_headers;
     std::optional<bool> intercept_errors;
+    std::optional<bool> ignore_client_abort;
     std::optional<uint64_t> buffer_size;
     std::optional<uint64_t> buffers_num, buffers_size;
     std::optional<uint64_t> client_body_buffer_size;
@@ -258,6 +259,9 @@ bool proxy_failure_counts(uint32_t ft);
 bool proxy_retry_status(ProxyCtx& ctx, uint32_t ft, int status);
 // The client's body is buffered completely: connect and send.
 void proxy_body_buffered(ProxyCtx& ctx);
+// The request body was read completely (or there is none): from now on a
+// client that closes ends the request with 499 (proxy_ignore_client_abort off).
+void proxy_watch_client(ProxyCtx& ctx);
 
 // ---- proxy_request.cc ----
 // Serializes the request head into ctx.head; false on an internal failure (500).

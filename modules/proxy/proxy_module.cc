@@ -284,6 +284,22 @@ void log_failure(ProxyCtx& ctx, LogLevel level, const char* what, int err) {
     proxy_log(ctx, level, err, "%s", what);
 }
 
+// nginx's check_broken_connection: nobody is left to answer, so the upstream
+// connection goes (never to the pool: a response may be on its way) and the
+// request ends now, logged 499 unless its head was already sent.
+void on_client_closed(Request& r, void* arg) {
+    auto& ctx = *static_cast<ProxyCtx*>(arg);
+    if (ctx.finished) return;
+    proxy_log(ctx, LogLevel::Info, 0, "client prematurely closed connection, so upstream connection is closed too");
+    if (ctx.attempt && ctx.attempt->end_ms < 0) ctx.attempt->end_ms = current_msec();
+    proxy_close_upstream(ctx);
+    report_peer(ctx, false);
+    proxy_release_body(ctx);
+    ctx.finished = true;
+    r.set_drain_handler(nullptr, nullptr);
+    r.connection().close();
+}
+
 }  // namespace
 
 // ---- the API of proxy.h ----
@@ -453,6 +469,7 @@ void proxy_finish(ProxyCtx& ctx, int status) {
     proxy_release_body(ctx);
     Request& r = *ctx.r;
     r.set_drain_handler(nullptr, nullptr);
+    r.watch_client_close(nullptr, nullptr);
     if (status) r.finalize(status);
 }
 
@@ -476,7 +493,12 @@ void proxy_body_buffered(ProxyCtx& ctx) {
         proxy_finish(ctx, 500);
         return;
     }
+    proxy_watch_client(ctx);
     connect_next(ctx, 502);
+}
+
+void proxy_watch_client(ProxyCtx& ctx) {
+    if (!*ctx.conf->ignore_client_abort) ctx.r->watch_client_close(on_client_closed, &ctx);
 }
 
 Next proxy_handler(Request& r) {
@@ -504,6 +526,7 @@ Next proxy_handler(Request& r) {
         r.set_status(500);
         return Next::Finish;
     }
+    if (ctx->body_mode == ProxyBodyMode::None) proxy_watch_client(*ctx);
     connect_next(*ctx, 502);
     return Next::Suspend;
 }

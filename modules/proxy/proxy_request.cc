@@ -481,6 +481,7 @@ void ProxyBodyReader::on_body_end(Request&, int status) {
         proxy_body_buffered(c);
         return;
     }
+    proxy_watch_client(c);
     if (c.body_mode == ProxyBodyMode::StreamChunked && !stream_out(c, {}, true)) {
         c.body_paused = true;
         return;  // the terminator went to the stage; send_streaming finishes it

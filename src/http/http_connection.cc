@@ -117,6 +117,10 @@ void HttpConnection::on_read(evutil_socket_t, short, void* arg) {
             c.pump_body();
             break;
         }
+        if (c.request_ && c.request_->client_close_fn_ && c.body_complete()) {
+            c.check_client_closed();
+            break;
+        }
         // Not reading during processing: level-triggered reads would spin.
         event_del(&c.read_ev_);
         c.reading_ = false;
@@ -560,6 +564,33 @@ void HttpConnection::drop_unread_body_bytes() {
         return;
     }
     if (n > 0) pipelined_.append(p, n);
+}
+
+// ---- the client closing while its request is processed ----
+
+void HttpConnection::watch_client_close() {
+    if (state_ != State::Processing || reading_ || !body_complete()) return;
+    event_add(&read_ev_, nullptr);
+    reading_ = true;
+}
+
+// nginx's ngx_http_upstream_check_broken_connection: a peek tells a client
+// that closed (EOF, or an error such as a reset) from one that pipelined
+// its next request.
+void HttpConnection::check_client_closed() {
+    char byte;
+    ssize_t n = ::recv(fd_, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    // Either way reads stop: the next request waits in the socket (and
+    // level-triggered readiness would spin), or there is nothing more.
+    event_del(&read_ev_);
+    reading_ = false;
+    if (n > 0) return;
+    closing_ = true;
+    Request& r = *request_;
+    auto* fn = r.client_close_fn_;
+    r.client_close_fn_ = nullptr;
+    fn(r, r.client_close_arg_);
 }
 
 // ---- graceful shutdown ----

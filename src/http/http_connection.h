@@ -54,6 +54,9 @@ public:
     // The request body (see BodyReader).
     void start_body(BodyReader* reader);
     void resume_body();
+    // Request::watch_client_close: reads are watched again if they were
+    // given up during processing.
+    void watch_client_close();
 
     Worker& worker() const { return worker_; }
     int fd() const { return fd_; }
@@ -93,6 +96,8 @@ private:
     void end_body(int status);
     bool consume_body(const char*& p, size_t& n);
     void start_lingering_close();
+    bool body_complete() const { return !body_reader_ && body_left_ == 0 && !body_chunked_; }
+    void check_client_closed();
     void arm_timer(uint64_t ms);
     void want_write(bool on);
 

@@ -130,6 +130,12 @@ void Request::set_drain_handler(void (*fn)(Request&, void*), void* arg) {
     drain_arg_ = arg;
 }
 
+void Request::watch_client_close(void (*fn)(Request&, void*), void* arg) {
+    client_close_fn_ = fn;
+    client_close_arg_ = arg;
+    if (fn) conn_.watch_client_close();
+}
+
 int64_t current_msec() {
     timeval tv;
     event_base_gettimeofday_cached(Worker::current().base(), &tv);

@@ -131,6 +131,13 @@ public:
     // the drain callback.
     size_t output_pending() const;
     void set_drain_handler(void (*fn)(Request&, void*), void* arg);
+    // While the response is awaited or relayed, fn(r, arg) runs once if the
+    // client closes its connection or it fails (nginx's
+    // check_broken_connection: EOF or an error, never a pipelined request);
+    // fn ends the request. Watched only once the request body was read
+    // completely; costs no syscall unless the client sends something.
+    // nullptr stops watching.
+    void watch_client_close(void (*fn)(Request&, void*), void* arg);
 
     // Ends a suspended request: runs error handling for a status >= 300
     // with nothing sent, the log phase, and keep-alive or close.
@@ -242,6 +249,8 @@ private:
     Cleanup* cleanups_ = nullptr;
     void (*drain_fn_)(Request&, void*) = nullptr;
     void* drain_arg_ = nullptr;
+    void (*client_close_fn_)(Request&, void*) = nullptr;
+    void* client_close_arg_ = nullptr;
 };
 
 // Reason phrase for a status ("Not Found"); "" for unknown codes.

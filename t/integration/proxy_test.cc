@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -1275,6 +1276,114 @@ TEST_F(BigBodyTest, DownloadWithAndWithoutBufferingKeepsMemoryBounded) {
     done = true;
     sampler.join();
     expect_memory_bounded("download");
+}
+
+// ---- the client going away while the upstream works --------------------------------------------
+
+constexpr std::string_view kAbortConfig = R"(
+events { worker_connections 64; }
+http {
+    log_format status '$request_uri $status';
+    access_log {{PREFIX}}/logs/access.log status;
+    upstream be { server 127.0.0.1:{{UP}}; keepalive 4; }
+    server {
+        listen 127.0.0.1:{{PORT}};
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        location / { proxy_pass http://be; }
+        location /ignore/ { proxy_ignore_client_abort on; proxy_pass http://be/; }
+    }
+}
+)";
+
+class ProxyClientAbortTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        ASSERT_TRUE(up_.start());
+        daemon_ = std::make_unique<Daemon>(std::string(kMainConfig) + std::string(kAbortConfig),
+                                           ConfigVars{{"UP", up_.port()}});
+        ASSERT_TRUE(daemon_->start());
+        gateway_connections();  // the baseline
+    }
+
+    // Connections the origin accepted from the gateway since SetUp (its
+    // /stats counts the test's own queries too).
+    uint64_t gateway_connections() {
+        auto r = http_get(up_.port(), "/stats");
+        ++queries_;
+        std::string n = r ? json_number(r->body, "connections") : "<none>";
+        if (n == "<none>" || n.empty()) return 0;
+        uint64_t raw = std::stoull(n);
+        if (queries_ == 1) baseline_ = raw;
+        return raw - baseline_ - (queries_ - 1);
+    }
+
+    // The access log line of `uri` ("URI STATUS"), waiting for it.
+    std::string logged(std::string_view uri, Millis timeout = 10s) {
+        std::string line;
+        wait_until(
+            [&] {
+                std::string log = daemon_->dir().read("logs/access.log");
+                size_t at = log.find(std::string(uri) + " ");
+                if (at == std::string::npos) return false;
+                line = log.substr(at, log.find('\n', at) - at);
+                return true;
+            },
+            timeout);
+        return line;
+    }
+
+    UpstreamProcess up_{std::vector<std::string>{"--id", "abort"}};
+    std::unique_ptr<Daemon> daemon_;
+    uint64_t baseline_ = 0, queries_ = 0;
+};
+
+// nginx notices a client that closes while the upstream works (EOF on its
+// socket once the request is read): 499, the upstream connection closed,
+// the request freed, so a graceful stop does not wait for the upstream.
+TEST_F(ProxyClientAbortTest, ClientClosingWhileWaitingIs499AndFreesTheRequest) {
+    const std::string get = "GET /delay/30000?get HTTP/1.1\r\nHost: t\r\n\r\n";
+    const std::string post = "POST /delay/30000?post HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello";
+    uint64_t expected = 0;
+    for (const std::string& request : {get, post}) {
+        Conn c(daemon_->port());
+        ASSERT_TRUE(c.send(request));
+        ++expected;
+        ASSERT_TRUE(wait_until([&] { return gateway_connections() >= expected; }, 5s)) << "the request never went upstream";
+        c.close();
+    }
+    EXPECT_EQ(logged("/delay/30000?get"), "/delay/30000?get 499");
+    EXPECT_EQ(logged("/delay/30000?post"), "/delay/30000?post 499");
+    EXPECT_TRUE(daemon_->wait_for_log("client prematurely closed connection, so upstream connection is closed too"));
+    // Nothing is left in flight: a graceful stop is immediate, not 30 s away.
+    ASSERT_TRUE(daemon_->signal(SIGQUIT));
+    EXPECT_TRUE(daemon_->wait_exit(10s)) << "the worker still waits for the abandoned upstream requests";
+}
+
+// A readable client socket is not a closed one: a pipelined request waits.
+TEST_F(ProxyClientAbortTest, PipelinedRequestIsNotAnAbort) {
+    Conn c(daemon_->port());
+    ASSERT_TRUE(c.send("GET /delay/300?first HTTP/1.1\r\nHost: t\r\n\r\n"
+                       "POST /second HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
+                       "GET /third HTTP/1.1\r\nHost: t\r\n\r\n"));
+    for (const char* uri : {"/delay/300?first", "/second", "/third"}) {
+        auto r = c.read_response(10s);
+        ASSERT_TRUE(r) << uri << ": " << c.error();
+        EXPECT_EQ(r->status, 200) << uri;
+        EXPECT_EQ(seen_uri(*r), uri);
+    }
+    EXPECT_EQ(logged("/delay/300?first"), "/delay/300?first 200");
+}
+
+// proxy_ignore_client_abort on: the upstream request runs to its end.
+TEST_F(ProxyClientAbortTest, IgnoreClientAbortLetsTheUpstreamFinish) {
+    {
+        Conn c(daemon_->port());
+        ASSERT_TRUE(c.send("GET /ignore/delay/500 HTTP/1.1\r\nHost: t\r\n\r\n"));
+        ASSERT_TRUE(wait_until([&] { return gateway_connections() >= 1; }, 5s));
+    }
+    EXPECT_EQ(logged("/ignore/delay/500"), "/ignore/delay/500 200");
+    EXPECT_FALSE(daemon_->wait_for_log("client prematurely closed connection, so upstream", 100ms));
 }
 
 // ---- send and read timeouts in full duplex ----------------------------------------------------
