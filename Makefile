@@ -109,7 +109,7 @@ $(BUILDDIR)/sluice.logrotate: contrib/logrotate/sluice.in $(BUILDDIR)/Makefile.v
 install: build $(BUILDDIR)/sluice.service $(BUILDDIR)/sluice.logrotate
 	install -d '$(DESTDIR)$(dir $(SBIN_PATH))' '$(DESTDIR)$(CONF_DIR)' '$(DESTDIR)$(RUN_PREFIX)/html' \
 	  '$(DESTDIR)$(LOG_DIR)' '$(DESTDIR)$(dir $(HTTP_LOG_PATH))' '$(DESTDIR)$(HTTP_CACHE_PATH)' \
-	  '$(DESTDIR)$(MAN_DIR)/man8' '$(DESTDIR)$(MAN_DIR)/man5'
+	  '$(DESTDIR)$(HTTP_CLIENT_BODY_TEMP_PATH)' '$(DESTDIR)$(MAN_DIR)/man8' '$(DESTDIR)$(MAN_DIR)/man5'
 	install -m 0755 $(BUILDDIR)/sluice '$(DESTDIR)$(SBIN_PATH)'
 	sed $(INSTALL_CONF_SED) conf/sluice.conf > $(BUILDDIR)/sluice.conf.default
 	install -m 0644 $(BUILDDIR)/sluice.conf.default '$(DESTDIR)$(CONF_PATH).default'

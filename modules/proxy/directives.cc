@@ -14,6 +14,7 @@
 #include "http/http_core.h"
 #include "http/uri.h"
 #include "proxy.h"
+#include "sluice_paths.h"
 
 namespace sluice::http {
 
@@ -23,7 +24,8 @@ constexpr uint64_t kDefaultTimeoutMs = 60000;
 constexpr uint64_t kDefaultBufferSize = 4096;
 constexpr uint64_t kDefaultBuffersNum = 8;
 constexpr uint64_t kDefaultClientBodyBufferSize = 16384;
-constexpr std::string_view kDefaultClientBodyTempPath = "client_body_temp";
+// configure --http-client-body-temp-path: relative to the prefix when under it.
+constexpr std::string_view kDefaultClientBodyTempPath = SLUICE_HTTP_CLIENT_BODY_TEMP_PATH;
 
 ProxyMainConf& main_conf(ConfContext& cx) {
     return *static_cast<ProxyMainConf*>(cx.http->main[size_t(proxy_module.ctx_index)]);

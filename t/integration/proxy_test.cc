@@ -1502,5 +1502,45 @@ TEST_F(ProxyDuplexTimeoutTest, StalledDownloadTimesOutWhileTheUploadFlows) {
     EXPECT_TRUE(closed_within(fd_->fd, 5s));
 }
 
+// ---- the body temp directory's compiled-in default --------------------------------------------
+
+// The value of `#define NAME "..."` in a generated header, or "<none>".
+std::string define_value(const std::string& header, std::string_view name) {
+    std::string needle = "#define " + std::string(name) + " \"";
+    size_t at = header.find(needle);
+    if (at == std::string::npos) return "<none>";
+    at += needle.size();
+    return header.substr(at, header.find('"', at) - at);
+}
+
+// configure --http-client-body-temp-path, as nginx's: the default of
+// client_body_temp_path, relative to the prefix when under it, in the FHS
+// layout /var/lib/sluice/body, and in Makefile.vars for `make install`.
+TEST(ProxyConfigure, ClientBodyTempPathIsAConfigureOption) {
+    TempDir dir("sluice-configure");
+    struct Case {
+        std::vector<std::string> args;
+        std::string header_value, make_value;
+    };
+    const Case cases[] = {
+        {{"--prefix=/opt/gw"}, "client_body_temp", "/opt/gw/client_body_temp"},
+        {{"--prefix=/usr"}, "/var/lib/sluice/body", "/var/lib/sluice/body"},
+        {{"--prefix=/opt/gw", "--http-client-body-temp-path=/opt/gw/tmp/body"}, "tmp/body", "/opt/gw/tmp/body"},
+        {{"--prefix=/opt/gw", "--http-client-body-temp-path=/srv/body"}, "/srv/body", "/srv/body"},
+    };
+    int n = 0;
+    for (const Case& c : cases) {
+        std::string builddir = dir.path("b" + std::to_string(n++));
+        std::vector<std::string> argv = {"sh", "./configure", "--builddir=" + builddir};
+        argv.insert(argv.end(), c.args.begin(), c.args.end());
+        CommandResult r = run_command(argv, 60s);
+        SCOPED_TRACE(c.args.back());
+        ASSERT_EQ(r.exit_code, 0) << r.output;
+        EXPECT_EQ(define_value(read_file(builddir + "/sluice_paths.h"), "SLUICE_HTTP_CLIENT_BODY_TEMP_PATH"),
+                  c.header_value);
+        EXPECT_THAT(read_file(builddir + "/Makefile.vars"), HasSubstr("HTTP_CLIENT_BODY_TEMP_PATH = " + c.make_value + "\n"));
+    }
+}
+
 }  // namespace
 }  // namespace sluice::test
