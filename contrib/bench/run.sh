@@ -93,12 +93,16 @@ scen_callgrind_n() {
 over_budget() { (( SECONDS > MAX_MINUTES * 60 )); }
 
 # ---------------------------------------------------------------- systems
-declare -A SYS_CMD SYS_DIR
+declare -A SYS_CMD SYS_DIR SYS_QUIT
 SYS_DIR[sluice]="$BENCH_DIR/conf/sluice"
 SYS_DIR[nginx]="$BENCH_DIR/conf/nginx"
 SYS_DIR[haproxy]="$BENCH_DIR/conf/haproxy"
 SYS_CMD[nginx]='nginx -p {run}/ -e {run}/gw-error.log -c {conf}'
 SYS_CMD[haproxy]='haproxy -db -f {conf}'
+# Stop signal under callgrind: a master that SIGKILLs workers slow to exit after
+# TERM (nginx does after 1 s) would cut a worker's profile short; QUIT waits.
+SYS_QUIT[nginx]=QUIT
+SYS_QUIT[sluice]=QUIT
 # SYS_CMD[sluice] is set by find_sluice.
 
 find_sluice() {
@@ -265,15 +269,15 @@ worker_pid() {
     echo "$best"
 }
 rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-stop_proc() { # LABEL: SIGTERM the recorded pid (+ leftover descendants), SIGKILL after 10s
-    local f="$WORK/pids/$1.pid" pid st kids=() k i
+stop_proc() { # LABEL [SIGNAL]: SIGTERM (or SIGNAL) the recorded pid (+ leftover descendants), SIGKILL after 10s
+    local f="$WORK/pids/$1.pid" sig=${2:-TERM} pid st kids=() k i
     [[ -f $f ]] || return 0
     read -r pid st < "$f"
     if alive "$pid" "$st"; then
         for k in $(tree_pids "$pid"); do [[ $k != "$pid" ]] && kids+=("$k:$(proc_start "$k")"); done
-        kill -TERM "$pid" 2>/dev/null
+        kill -"$sig" "$pid" 2>/dev/null
         for ((i = 0; i < 100; i++)); do alive "$pid" "$st" || break; sleep 0.1; done
-        alive "$pid" "$st" && { log "$1 ($pid) ignored SIGTERM, SIGKILL"; kill -KILL "$pid" 2>/dev/null; }
+        alive "$pid" "$st" && { log "$1 ($pid) ignored SIG$sig, SIGKILL"; kill -KILL "$pid" 2>/dev/null; }
         # Leftover descendants (workers orphaned by a killed master) get 10 s more:
         # under valgrind a worker may still be writing its profile.
         for k in "${kids[@]}"; do
@@ -494,7 +498,7 @@ fixed_requests() { # scenario url n [first pool token] -> "status N: count" line
     timeout 1200 taskset -c "$CLIENT_CPU" curl -K "$cfg" |
         awk '{c[$1]++; k+=$2} END{for(x in c) printf "status %s: %d\n", x, c[x]; print "connects:", k}'
 }
-callgrind_ir() { # sys scen n outdir -> total Ir (all processes)
+callgrind_ir() { # sys scen n outdir -> total Ir (all processes); -1 if a profile is incomplete
     local sys=$1 s=$2 n=$3 out=$4 pid url
     prepare_gw "$sys" "$s" "cg-$sys-$s-$n" "$MAX_CONNS" || return 1
     mkdir -p "$out"; rm -f "$out"/callgrind.out.*
@@ -508,7 +512,11 @@ callgrind_ir() { # sys scen n outdir -> total Ir (all processes)
         fixed_requests "$s" "$url" "$n" "$CALLGRIND_WARM" > "$out/measure.txt"   # S3f: unseen tokens
         b1=$(backend_requests); echo "backend requests: $((b1 - b0 - 1))" >> "$out/measure.txt"
     fi
-    stop_proc gw; wait_port_free "$GW_PORT"; rm -rf "$GW_CACHE"
+    stop_proc gw "${SYS_QUIT[$sys]:-TERM}"; wait_port_free "$GW_PORT"; rm -rf "$GW_CACHE"
+    local f
+    for f in "$out"/callgrind.out.*; do   # a process killed while writing leaves no totals
+        grep -q '^totals:' "$f" 2>/dev/null || { log "callgrind $sys $s: incomplete profile $f"; echo -1; return; }
+    done
     awk '/^totals:/{s+=$2} END{print s+0}' "$out"/callgrind.out.* 2>/dev/null
 }
 run_callgrind() { # sys scen: one row of instructions.tsv
@@ -530,6 +538,7 @@ run_callgrind() { # sys scen: one row of instructions.tsv
     [[ ${ok:-0} == "$n" ]] || chk="FAIL 200s=${ok:-0}/$n"
     if [[ $s == S5 || $s == S6 ]] && (( ${bk:-1} > 0 )); then chk="FAIL backend=$bk"; fi
     [[ $ipr == 0 ]] && chk="FAIL no measurement"
+    [[ $a == -1 || $b == -1 ]] && { ipr=0; chk="FAIL incomplete profile"; }
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$sys" "$s" "$ipr" "$n" "${ok:-0}" "${bk:-}" "$chk" >> "$RESULTS/instructions.tsv"
     log "  -> $sys $s: $ipr instructions/request (user space) [$chk]"
     # A profile of where sluice's instructions go (see README: Profiling).
