@@ -851,10 +851,20 @@ TEST_F(UpstreamActiveHealth, KilledServerGetsNoTrafficAndReturnsWhenRestarted) {
     EXPECT_TRUE(wait_until([&] { return all_good({"b"}); }, kDefaultTimeout, 50ms));
     auto counts = spread(daemon.port(), "/", 20);
     EXPECT_EQ(count_of(counts, "b"), 20) << describe(counts);
+    // The restart must come after the checks saw the server dead: only that
+    // transition back to healthy lifts a passive mark (a loaded machine can
+    // delay the prober past the requests above).
+    auto a_seen_dead = [&] {
+        std::string log = daemon.error_log();
+        for (size_t at = log.find("peer is unhealthy"); at != std::string::npos;
+             at = log.find("peer is unhealthy", at + 1))
+            if (log.substr(at, log.find('\n', at) - at).find(a_.address()) != std::string::npos) return true;
+        return false;
+    };
+    ASSERT_TRUE(wait_until(a_seen_dead, kDefaultTimeout));
 
     ASSERT_TRUE(a_.start());
     EXPECT_TRUE(wait_until([&] { return all_good({"a", "b"}); }, kDefaultTimeout, 50ms));
-    EXPECT_TRUE(daemon.wait_for_log("peer is unhealthy"));
     EXPECT_TRUE(daemon.wait_for_log("peer is healthy"));
 }
 
