@@ -14,6 +14,7 @@
 #include <cstring>
 #include <initializer_list>
 
+#include "core/http_date.h"
 #include "core/log.h"
 #include "core/str.h"
 #include "http/http_request.h"
@@ -121,87 +122,6 @@ int map_alias_whole(Request& r, std::string_view alias, bool constant, std::stri
 }
 
 // ---- conditional requests (RFC 9110 §13) -----------------------------------
-
-int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
-    y -= m <= 2;
-    const int64_t era = (y >= 0 ? y : y - 399) / 400;
-    const unsigned yoe = unsigned(y - era * 400);
-    const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + int64_t(doe) - 719468;
-}
-
-struct DateCursor {
-    std::string_view s;
-    size_t i = 0;
-    bool ok = true;
-
-    bool eat(char c) {
-        if (i < s.size() && s[i] == c) {
-            ++i;
-            return true;
-        }
-        return ok = false;
-    }
-    int number(size_t min_digits, size_t max_digits) {
-        int v = 0;
-        size_t n = 0;
-        while (i < s.size() && n < max_digits && s[i] >= '0' && s[i] <= '9') v = v * 10 + (s[i++] - '0'), ++n;
-        if (n < min_digits) ok = false;
-        return v;
-    }
-    int month() {
-        static constexpr std::string_view kMonths = "JanFebMarAprMayJunJulAugSepOctNovDec";
-        if (i + 3 > s.size()) return ok = false;
-        size_t at = kMonths.find(s.substr(i, 3));
-        if (at == std::string_view::npos || at % 3 != 0) return ok = false;
-        i += 3;
-        return int(at / 3) + 1;
-    }
-    void clock(int& h, int& m, int& sec) {
-        h = number(2, 2);
-        eat(':');
-        m = number(2, 2);
-        eat(':');
-        sec = number(2, 2);
-    }
-};
-
-// IMF-fixdate, RFC 850 and asctime dates (RFC 9110 §5.6.7); -1 if invalid.
-int64_t parse_http_date(std::string_view s) {
-    DateCursor c{s};
-    size_t name_end = s.find_first_of(", ");
-    if (name_end == std::string_view::npos) return -1;
-    c.i = name_end;
-    int day, mon, year, h, m, sec;
-    if (c.eat(',')) {
-        c.eat(' ');
-        day = c.number(2, 2);
-        bool rfc850 = c.i < s.size() && s[c.i] == '-';
-        c.eat(rfc850 ? '-' : ' ');
-        mon = c.month();
-        c.eat(rfc850 ? '-' : ' ');
-        year = rfc850 ? c.number(2, 2) : c.number(4, 4);
-        if (rfc850) year += year < 70 ? 2000 : 1900;
-        c.eat(' ');
-        c.clock(h, m, sec);
-        c.eat(' ');
-        c.eat('G'), c.eat('M'), c.eat('T');
-    } else {
-        c.ok = true;
-        c.eat(' ');
-        mon = c.month();
-        c.eat(' ');
-        if (c.i < s.size() && s[c.i] == ' ') c.i++;
-        day = c.number(1, 2);
-        c.eat(' ');
-        c.clock(h, m, sec);
-        c.eat(' ');
-        year = c.number(4, 4);
-    }
-    if (!c.ok || c.i != s.size() || day < 1 || day > 31 || h > 23 || m > 59 || sec > 60) return -1;
-    return days_from_civil(year, unsigned(mon), unsigned(day)) * 86400 + h * 3600 + m * 60 + sec;
-}
 
 // Whether a list of entity tags ("*", or `"a", W/"b"`) names `etag`.
 bool etag_listed(std::string_view list, std::string_view etag, bool weak) {
