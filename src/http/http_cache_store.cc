@@ -270,12 +270,19 @@ Hit Store::lookup(std::string_view key, int64_t now_ms) {
     const uint64_t hash = hash_key(header_->secret, key);
     const uint64_t mask = header_->index_capacity - 1;
     uint64_t pos = hash & mask;
+    int rereads = 2;  // a slot swapped to a new version under us is read again
     for (uint64_t probes = 0; probes <= mask; ++probes, pos = (pos + 1) & mask) {
         uint64_t word = load(index_[pos]);
         if (word == 0) break;
         if (!index_live(word) || uint32_t(word) != uint32_t(hash >> 32)) continue;
         uint32_t i = index_entry(word);
-        if (i >= header_->entry_capacity || !try_pin(i, hash, key)) continue;
+        if (i >= header_->entry_capacity) continue;
+        if (!try_pin(i, hash, key)) {
+            // A replacement stores the new version in the old one's slot:
+            // looking again beats a miss that sends the request upstream.
+            if (load(index_[pos]) != word && rereads-- > 0) pos = (pos - 1) & mask, --probes;
+            continue;
+        }
         touch(i, now_ms);
         hit.store_ = this;
         hit.entry_ = i;
