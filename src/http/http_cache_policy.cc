@@ -515,7 +515,9 @@ bool has_explicit_freshness(const ResponseCacheInfo& resp, const CachePolicyConf
 // Whether a stored copy could ever be served: fresh for a while, or
 // revalidatable, or allowed to go stale.
 bool ever_reusable(const ResponseCacheInfo& resp, const CachePolicyConfig& cfg, int64_t lifetime) {
-    if (!resp.etag.empty() || resp.last_modified >= 0) return true;
+    // Without proxy_cache_revalidate an expired entry is refetched whole, so a
+    // validator alone does not make it reusable.
+    if (cfg.revalidate && (!resp.etag.empty() || resp.last_modified >= 0)) return true;
     if (resp.cc.no_cache) return false;
     if (lifetime > 0) return true;
     bool stale_forbidden =

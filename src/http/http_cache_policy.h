@@ -242,7 +242,8 @@ enum class StoreVerdict : uint8_t {
     SetCookie,               // nginx: not cached unless proxy_ignore_headers Set-Cookie
     VaryStar,                // "Vary: *" never matches a request (§4.1): not stored at all
     NoFreshnessInformation,  // no explicit expiry, no public, not heuristically cacheable, no proxy_cache_valid (§3)
-    NeverReusable,           // lifetime 0, no validator, nothing allows stale: storing is pointless
+    NeverReusable,           // lifetime 0 (or no-cache), no validator used (revalidate off or none),
+                             // nothing allows stale: storing is pointless
 };
 
 std::string_view store_verdict_name(StoreVerdict v);
@@ -450,7 +451,9 @@ bool header_updated_by_not_modified(std::string_view name, std::span<const Heade
 // storability() on the result: a 304 that adds no-store, private or
 // Set-Cookie makes the entry unstorable (serve it to this client, then drop
 // the entry), and make_entry_policy() with the revalidation's request and
-// response times gives the new freshness.
+// response times gives the new freshness. Two details: the entry keeps its
+// stored status (parse the merged head with it, not 304), and Age is not
+// stored, so set info.age = parse_age(not_modified) before make_entry_policy.
 size_t merge_not_modified_headers(std::span<const Header> stored, std::span<const Header> not_modified,
                                   std::span<Header> out);
 

@@ -300,6 +300,7 @@ enum CfgTweak : unsigned {
     kUseStaleError = 32,
     kNoHeuristic = 64,
     kIgnoreReqCc = 128,
+    kRevalidateOn = 256,  // proxy_cache_revalidate on
 };
 
 CachePolicyConfig make_cfg(unsigned tweaks) {
@@ -312,6 +313,7 @@ CachePolicyConfig make_cfg(unsigned tweaks) {
     if (tweaks & kUseStaleError) cfg.use_stale |= kStaleError;
     if (tweaks & kNoHeuristic) cfg.heuristic_percent = 0;
     if (tweaks & kIgnoreReqCc) cfg.ignore_request_cache_control = true;
+    if (tweaks & kRevalidateOn) cfg.revalidate = true;
     return cfg;
 }
 
@@ -325,7 +327,8 @@ struct StoreCase {
 };
 
 using SV = StoreVerdict;
-constexpr const char* kLM = "Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT";
+constexpr const char* kLM = "Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT";     // = the receipt time kT0
+constexpr const char* kLMOld = "Last-Modified: Sat, 26 Oct 1994 19:03:57 GMT";  // kT0 - 1000000
 
 const StoreCase kStoreCases[] = {
     {Method::Get, "", 200, "Cache-Control: max-age=60", kNone, SV::Store},
@@ -354,7 +357,7 @@ const StoreCase kStoreCases[] = {
     {Method::Get, "", 200, "Cache-Control: private=\"X-Secret\", max-age=60", kNone, SV::Private},
     {Method::Get, "", 200, "Cache-Control: public, private", kNone, SV::Private},
     {Method::Get, "", 200, "Cache-Control: private, max-age=60", kPrivateCache, SV::Store},
-    {Method::Get, "", 299, "Cache-Control: private\nETag: \"a\"", kPrivateCache,
+    {Method::Get, "", 299, "Cache-Control: private\nETag: \"a\"", kPrivateCache | kRevalidateOn,
      SV::Store},  // private is explicit (§3)
     {Method::Get, "", 299, "ETag: \"a\"", kPrivateCache, SV::NoFreshnessInformation},
     // Authorization (§3.5)
@@ -381,30 +384,37 @@ const StoreCase kStoreCases[] = {
     {Method::Get, "", 302, "Cache-Control: max-age=60", kNone, SV::Store},
     {Method::Get, "", 302, "Expires: Thu, 01 Dec 2094 16:00:00 GMT", kNone, SV::Store},
     {Method::Get, "", 302, "Cache-Control: s-maxage=60", kNone, SV::Store},
-    {Method::Get, "", 302, "Cache-Control: public\nETag: \"a\"", kNone, SV::Store},
+    {Method::Get, "", 302, "Cache-Control: public\nLast-Modified: Sat, 26 Oct 1994 19:03:57 GMT", kNone, SV::Store},
+    {Method::Get, "", 302, "Cache-Control: public\nETag: \"a\"", kRevalidateOn, SV::Store},
     {Method::Get, "", 302, "", kValidAny, SV::Store},
     {Method::Get, "", 302, "", kValid200, SV::NoFreshnessInformation},
     {Method::Get, "", 500, "", kNone, SV::NoFreshnessInformation},
     {Method::Get, "", 500, "", kValidAny, SV::Store},
-    {Method::Get, "", 404, kLM, kNone, SV::Store},  // heuristically cacheable
-    {Method::Get, "", 410, kLM, kNone, SV::Store},
-    {Method::Get, "", 301, kLM, kNone, SV::Store},
-    {Method::Get, "", 307, kLM, kNone, SV::NoFreshnessInformation},
-    {Method::Get, "", 403, kLM, kNone, SV::NoFreshnessInformation},
+    {Method::Get, "", 404, kLMOld, kNone, SV::Store},  // heuristically cacheable
+    {Method::Get, "", 410, kLMOld, kNone, SV::Store},
+    {Method::Get, "", 301, kLMOld, kNone, SV::Store},
+    {Method::Get, "", 307, kLMOld, kNone, SV::NoFreshnessInformation},
+    {Method::Get, "", 403, kLMOld, kNone, SV::NoFreshnessInformation},
     // worth storing at all
-    {Method::Get, "", 200, "", kNone, SV::NeverReusable},      // no lifetime, no validator
-    {Method::Get, "", 200, "ETag: \"v1\"", kNone, SV::Store},  // revalidatable
-    {Method::Get, "", 200, kLM, kNone, SV::Store},
-    {Method::Get, "", 200, kLM, kNoHeuristic, SV::Store},  // validator still useful
+    {Method::Get, "", 200, "", kNone, SV::NeverReusable},              // no lifetime, no validator
+    {Method::Get, "", 200, "ETag: \"v1\"", kRevalidateOn, SV::Store},  // revalidatable
+    {Method::Get, "", 200, "ETag: \"v1\"", kNone, SV::NeverReusable},  // refetched whole anyway
+    {Method::Get, "", 200, kLM, kRevalidateOn, SV::Store},             // heuristic 0, but a validator
+    {Method::Get, "", 200, kLM, kNone, SV::NeverReusable},
+    {Method::Get, "", 200, kLMOld, kNone, SV::Store},  // heuristic lifetime
+    {Method::Get, "", 200, kLMOld, kNoHeuristic, SV::NeverReusable},
+    {Method::Get, "", 200, kLMOld, kNoHeuristic | kRevalidateOn, SV::Store},
     {Method::Get, "", 200, "Cache-Control: max-age=0", kNone, SV::NeverReusable},
     {Method::Get, "", 200, "Cache-Control: max-age=0, stale-if-error=60", kNone, SV::Store},
     {Method::Get, "", 200, "Cache-Control: max-age=0, must-revalidate, stale-if-error=60", kNone, SV::NeverReusable},
     {Method::Get, "", 200, "Cache-Control: max-age=0", kUseStaleError, SV::Store},
     {Method::Get, "", 200, "Cache-Control: no-cache, max-age=60", kNone, SV::NeverReusable},
-    {Method::Get, "", 200, "Cache-Control: no-cache\nETag: \"v1\"", kNone, SV::Store},  // stored, always revalidated
-    {Method::Get, "", 200, "Cache-Control: no-cache=\"Set-Cookie\"\nETag: \"v1\"", kNone, SV::Store},
+    {Method::Get, "", 200, "Cache-Control: no-cache\nETag: \"v1\"", kRevalidateOn, SV::Store},
+    {Method::Get, "", 200, "Cache-Control: no-cache\nETag: \"v1\"", kNone,
+     SV::NeverReusable},  // stored, always revalidated
+    {Method::Get, "", 200, "Cache-Control: no-cache=\"Set-Cookie\"\nETag: \"v1\"", kRevalidateOn, SV::Store},
     {Method::Get, "", 200, "Expires: 0", kNone, SV::NeverReusable},
-    {Method::Get, "", 200, "Expires: 0\nETag: \"v1\"", kNone, SV::Store},
+    {Method::Get, "", 200, "Expires: 0\nETag: \"v1\"", kRevalidateOn, SV::Store},
     {Method::Get, "", 204, "Cache-Control: max-age=60", kNone, SV::Store},
 };
 
@@ -1222,6 +1232,58 @@ TEST(Poisoning, AuthorizationSharing) {
         auto h = fields(c.cc);
         EXPECT_EQ(authorization_allows_sharing(parse_cache_control(h)), c.shared) << c.cc;
     }
+}
+
+}  // namespace
+}  // namespace sluice::http::cache
+
+namespace sluice::http::cache {
+namespace {
+
+// The whole revalidation path as the wiring will run it: store, expire,
+// revalidate, 304, merge, refreshed entry, hit again (RFC 9111 §4.3).
+TEST(Flow, RevalidationRefreshesTheEntry) {
+    CachePolicyConfig cfg;
+    cfg.revalidate = true;
+    auto request = fields("Accept: */*");
+    RequestCacheInfo req = parse_request_cache_info(Method::Get, request, cfg);
+    auto stored = fields(DATE "Cache-Control: max-age=60\nETag: \"v1\"\nContent-Type: text/plain\nContent-Length: 5");
+    ResponseCacheInfo stored_info = parse_response_cache_info(200, stored, cfg);
+    ASSERT_EQ(storability(req, stored_info, cfg, kT0), StoreVerdict::Store);
+    EntryPolicy entry = make_entry_policy(stored_info, cfg, kT0, kT0);
+    EXPECT_EQ(decide_reuse(req, &entry, cfg, {kT0 + 30}), CacheDecision::Hit);
+    ASSERT_EQ(decide_reuse(req, &entry, cfg, {kT0 + 60}), CacheDecision::Revalidate);
+    EXPECT_EQ(conditional_request_validators(stored_info).if_none_match, "\"v1\"");
+
+    // The upstream answers 304 two seconds later, Age 1, a longer max-age.
+    auto not_modified = fields("Date: Sun, 06 Nov 1994 08:50:38 GMT\nAge: 1\nCache-Control: max-age=120\nETag: \"v1\"");
+    ResponseCacheInfo nm_info = parse_response_cache_info(304, not_modified, cfg);
+    ASSERT_TRUE(not_modified_matches(stored_info, nm_info));
+    Header merged[16];
+    size_t n = merge_not_modified_headers(stored, not_modified, merged);
+    ASSERT_NE(n, SIZE_MAX);
+    std::span<const Header> merged_head(merged, n);
+    ResponseCacheInfo refreshed = parse_response_cache_info(200, merged_head, cfg);
+    ASSERT_EQ(storability(req, refreshed, cfg, kT0 + 62), StoreVerdict::Store);
+    refreshed.age = parse_age(not_modified);
+    EntryPolicy renewed = make_entry_policy(refreshed, cfg, kT0 + 60, kT0 + 62);
+    EXPECT_EQ(renewed.freshness_lifetime, 120);
+    EXPECT_EQ(renewed.corrected_initial_age, 3);  // Age 1 + 2 s response delay
+    EXPECT_EQ(decide_reuse(req, &renewed, cfg, {kT0 + 62}), CacheDecision::Hit);
+    EXPECT_EQ(decide_reuse(req, &renewed, cfg, {kT0 + 62 + 117}), CacheDecision::Revalidate);
+    EXPECT_EQ(refreshed.cc.max_age, 120);
+    const Header* length = nullptr;
+    for (const Header& h : merged_head)
+        if (h.name == "Content-Length") length = &h;
+    ASSERT_NE(length, nullptr);
+    EXPECT_EQ(length->value, "5");  // framing of the stored body stays
+
+    // A client revalidating its own copy gets a 304 from the cache.
+    auto conditional = fields("If-None-Match: W/\"v1\"");
+    RequestCacheInfo client = parse_request_cache_info(Method::Get, conditional, cfg);
+    EXPECT_EQ(answer_from_cache(client, refreshed, kT0 + 62), ClientConditional::NotModified);
+    char age[24];
+    EXPECT_EQ(format_age(current_age(renewed.corrected_initial_age, renewed.response_time, kT0 + 70), age), "11");
 }
 
 }  // namespace
