@@ -55,6 +55,9 @@ $(BUILDDIR)/integration_tests: $(INTEGRATION_OBJS)
 $(BUILDDIR)/test_upstream: $(BUILDDIR)/t/lib/test_upstream.o
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+$(BUILDDIR)/test_dns: $(BUILDDIR)/t/lib/test_dns.o
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LIBS)
+
 # `make run`: install what is missing, build, and serve conf/sluice.conf in the foreground.
 run: deps
 	@$(MAKE) --no-print-directory build
@@ -77,7 +80,7 @@ test-configured: configured
 test: deps
 	@$(MAKE) --no-print-directory test-configured
 	@$(MAKE) --no-print-directory $(SUBMAKE_JOBS) -f Makefile BUILDDIR=$(BUILDDIR) $(BUILDDIR)/sluice \
-	  $(BUILDDIR)/unit_tests $(BUILDDIR)/integration_tests $(BUILDDIR)/test_upstream
+	  $(BUILDDIR)/unit_tests $(BUILDDIR)/integration_tests $(BUILDDIR)/test_upstream $(BUILDDIR)/test_dns
 	@BUILDDIR=$(BUILDDIR) sh t/run.sh
 
 unit: test-configured

@@ -4,6 +4,7 @@
 BUILDDIR=${BUILDDIR:-objs}
 export SLUICE_BIN=${SLUICE_BIN:-$BUILDDIR/sluice}
 export SLUICE_TEST_UPSTREAM=${SLUICE_TEST_UPSTREAM:-$BUILDDIR/test_upstream}
+export SLUICE_TEST_DNS=${SLUICE_TEST_DNS:-$BUILDDIR/test_dns}
 logs=$BUILDDIR/test-logs
 rm -rf "$logs"
 mkdir -p "$logs"

@@ -141,13 +141,15 @@ std::vector<pid_t> live_group_members(pid_t pgrp) {
     return out;
 }
 
-bool port_accepts(uint16_t port) {
+// `host`: an IPv4 address in host byte order (another 127/8 address for origins
+// started with --address).
+bool port_accepts(uint16_t port, uint32_t host = INADDR_LOOPBACK) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return false;
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_addr.s_addr = htonl(host);
     bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
     if (!ok && errno == EINPROGRESS) {
         pollfd pfd{fd, POLLOUT, 0};
@@ -206,10 +208,11 @@ int exit_code_of(int status) {
 
 ::testing::AssertionResult wait_listening(Process& process, const std::vector<uint16_t>& ports,
                                           Millis timeout,
-                                          const std::function<std::string()>& output) {
+                                          const std::function<std::string()>& output,
+                                          uint32_t host = INADDR_LOOPBACK) {
     auto deadline = Clock::now() + timeout;
     for (uint16_t port : ports) {
-        while (!port_accepts(port)) {
+        while (!port_accepts(port, host)) {
             if (!process.running())
                 return ::testing::AssertionFailure()
                        << "pid " << process.pid() << " exited ("
@@ -302,6 +305,8 @@ std::string sluice_binary() { return env_or("SLUICE_BIN", "objs/sluice"); }
 std::string test_upstream_binary() {
     return env_or("SLUICE_TEST_UPSTREAM", "objs/test_upstream");
 }
+
+std::string test_dns_binary() { return env_or("SLUICE_TEST_DNS", "objs/test_dns"); }
 
 uint16_t free_port() {
     static std::mutex mutex;
@@ -677,15 +682,94 @@ UpstreamProcess::~UpstreamProcess() { stop(); }
 ::testing::AssertionResult UpstreamProcess::start(Millis timeout) {
     std::vector<std::string> argv = {test_upstream_binary(), "--port", std::to_string(port_)};
     argv.insert(argv.end(), options_.begin(), options_.end());
+    uint32_t host = INADDR_LOOPBACK;
+    for (size_t i = 0; i + 1 < options_.size(); ++i) {
+        in_addr a{};
+        if (options_[i] == "--address" && inet_pton(AF_INET, options_[i + 1].c_str(), &a) == 1)
+            host = ntohl(a.s_addr);
+    }
     int output = open_output_file(dir_.path("output.log"));
     bool spawned = process_.spawn(argv, output, SIGKILL);
     ::close(output);
     if (!spawned) return ::testing::AssertionFailure() << process_.error();
-    return wait_listening(process_, {port_}, timeout,
-                          [this] { return tail(dir_.read("output.log"), kLogTailBytes); });
+    return wait_listening(
+        process_, {port_}, timeout,
+        [this] { return tail(dir_.read("output.log"), kLogTailBytes); }, host);
 }
 
 void UpstreamProcess::stop() { process_.stop(SIGTERM, Millis{2000}); }
+
+// ---- DnsServerProcess ----
+
+DnsServerProcess::DnsServerProcess(uint16_t port) : dir_("sluice-dns"), port_(port) {
+    set_zone("");
+}
+
+DnsServerProcess::~DnsServerProcess() { stop(); }
+
+void DnsServerProcess::set_zone(std::string_view zone) const {
+    dir_.write("zone.tmp", zone);
+    if (std::rename(dir_.path("zone.tmp").c_str(), dir_.path("zone").c_str()) != 0)
+        throw std::runtime_error("cannot rename " + dir_.path("zone.tmp") + ": " + errno_text());
+}
+
+::testing::AssertionResult DnsServerProcess::start(Millis timeout) {
+    std::vector<std::string> argv = {test_dns_binary(),   "--port", std::to_string(port_),
+                                     "--zone",            dir_.path("zone"),
+                                     "--log",             dir_.path("queries.log")};
+    // A fresh output file: the "listening" line of this start is the one to wait for.
+    std::filesystem::remove(dir_.path("output.log"));
+    int output = open_output_file(dir_.path("output.log"));
+    bool spawned = process_.spawn(argv, output, SIGKILL);
+    ::close(output);
+    if (!spawned) return ::testing::AssertionFailure() << process_.error();
+    constexpr std::string_view kReady = "test_dns: listening on 127.0.0.1:";
+    auto deadline = Clock::now() + timeout;
+    while (true) {
+        std::string out = dir_.read("output.log");
+        if (size_t at = out.find(kReady); at != std::string::npos) {
+            size_t end = out.find('\n', at);
+            if (end != std::string::npos) {
+                auto port = parse_number<uint16_t>(
+                    std::string_view(out).substr(at + kReady.size(), end - at - kReady.size()));
+                if (!port || *port == 0)
+                    return ::testing::AssertionFailure() << "test_dns: no port in: " << out;
+                port_ = *port;
+                return ::testing::AssertionSuccess();
+            }
+        }
+        if (!process_.running())
+            return ::testing::AssertionFailure()
+                   << "test_dns exited (" << describe_wait_status(*process_.exit_status())
+                   << ") before listening; output:\n" << tail(out, kLogTailBytes);
+        if (Clock::now() >= deadline)
+            return ::testing::AssertionFailure() << "test_dns not listening after "
+                                                 << timeout.count() << " ms; output:\n"
+                                                 << tail(out, kLogTailBytes);
+        std::this_thread::sleep_for(kPollInterval);
+    }
+}
+
+void DnsServerProcess::stop() { process_.stop(SIGTERM, Millis{2000}); }
+
+size_t DnsServerProcess::queries(std::string_view name, std::string_view type) const {
+    std::string text = log();
+    size_t count = 0;
+    std::string_view rest = text;
+    while (!rest.empty()) {
+        size_t end = rest.find('\n');
+        if (end == std::string_view::npos) break;  // a line being written
+        std::string_view line = rest.substr(0, end);
+        rest.remove_prefix(end + 1);
+        size_t space = line.find(' ');
+        if (space == std::string_view::npos || line.substr(0, space) != name) continue;
+        std::string_view after = line.substr(space + 1);
+        if (type.empty() || (after.starts_with(type) && after.size() > type.size() &&
+                             after[type.size()] == ' '))
+            ++count;
+    }
+    return count;
+}
 
 // ---- Response ----
 

@@ -8,7 +8,8 @@
 //   SLUICE_TEST_UPSTREAM=/tmp/test_upstream /tmp/harness_test
 //
 // Environment: SLUICE_BIN (default objs/sluice), SLUICE_TEST_UPSTREAM (default
-// objs/test_upstream), SLUICE_KEEP_TMP (keep temporary directories), TMPDIR.
+// objs/test_upstream), SLUICE_TEST_DNS (default objs/test_dns), SLUICE_KEEP_TMP (keep
+// temporary directories), TMPDIR.
 
 #pragma once
 
@@ -45,6 +46,7 @@ inline constexpr std::string_view kMainConfig =
 
 std::string sluice_binary();         // $SLUICE_BIN, else "objs/sluice"
 std::string test_upstream_binary();  // $SLUICE_TEST_UPSTREAM, else "objs/test_upstream"
+std::string test_dns_binary();       // $SLUICE_TEST_DNS, else "objs/test_dns"
 
 // A loopback port that was free a moment ago; never the same twice in one process.
 uint16_t free_port();
@@ -199,6 +201,7 @@ private:
 class UpstreamProcess {
 public:
     // `options` are extra arguments, e.g. {"--id", "a"}; port 0 picks a free one.
+    // With {"--address", "127.0.0.2"} it listens (and start() waits) there instead.
     explicit UpstreamProcess(std::vector<std::string> options = {}, uint16_t port = 0);
     ~UpstreamProcess();
     UpstreamProcess(UpstreamProcess&&) noexcept = default;
@@ -213,6 +216,36 @@ public:
 private:
     TempDir dir_;
     std::vector<std::string> options_;
+    uint16_t port_;
+    Process process_;
+};
+
+// objs/test_dns (see t/lib/test_dns.cc): a DNS server on UDP 127.0.0.1:port() that
+// answers from a zone file read again for every query, and logs every query.
+class DnsServerProcess {
+public:
+    // Port 0: the server picks one at the first start(); later starts reuse it.
+    explicit DnsServerProcess(uint16_t port = 0);
+    ~DnsServerProcess();
+    DnsServerProcess(DnsServerProcess&&) noexcept = default;
+    DnsServerProcess& operator=(DnsServerProcess&&) noexcept = default;
+
+    // Replaces the zone atomically (a new file renamed over the old): lines
+    // "name TTL A 127.0.0.2", "name TTL AAAA ::1", "name TTL SERVFAIL", "name TTL DROP".
+    void set_zone(std::string_view zone) const;
+    // Starts it (again, after stop(): same port) and waits until it has bound its socket.
+    ::testing::AssertionResult start(Millis timeout = kStartTimeout);
+    void stop();
+    uint16_t port() const { return port_; }
+    std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+    pid_t pid() const { return process_.pid(); }
+    // The query log: one line per query, "name TYPE OUTCOME ANSWERS" (name lowercased).
+    std::string log() const { return dir_.read("queries.log"); }
+    // Queries for `name` (lowercase) of `type` ("A", "AAAA"; "" for any) so far.
+    size_t queries(std::string_view name, std::string_view type = "") const;
+
+private:
+    TempDir dir_;
     uint16_t port_;
     Process process_;
 };

@@ -1,8 +1,8 @@
 // test_upstream: a small, real HTTP/1.1 origin server for sluice's integration tests
-// and benchmarks. One process, one libevent loop, 127.0.0.1 only.
+// and benchmarks. One process, one libevent loop, 127.0.0.1 (or --address) only.
 //
 // Build: g++ -std=c++20 -O2 -Wall -Wextra -o objs/test_upstream t/lib/test_upstream.cc -levent
-// Usage: test_upstream --port N [--id NAME] [--fail-status NNN]
+// Usage: test_upstream --port N [--id NAME] [--fail-status NNN] [--address 127.x.y.z]
 //
 // Every request is answered with 200 and a JSON echo of what arrived:
 //   {"method":"GET","uri":"/a?b","version":"HTTP/1.1",
@@ -32,6 +32,8 @@
 //                bad-chunk, truncated (Content-Length 100, 10 bytes, close),
 //                extra (Content-Length 5, 10 bytes sent), two-cl (two lengths)
 // With --fail-status NNN every request but /stats is answered with that status.
+// --address listens on another IPv4 loopback address (127.0.0.2...: all of 127/8 is
+// loopback on Linux), so that origins on one port differ by address (DNS tests).
 // Every response carries X-Connection: the number of its connection (1, 2, ...),
 // so tests can see which requests shared a connection.
 // Every response carries X-Upstream-Id (--id, default: the port). Connections are kept
@@ -78,6 +80,7 @@ struct Options {
     uint16_t port = 0;
     std::string id;
     int fail_status = 0;
+    in_addr address{htonl(INADDR_LOOPBACK)};
 };
 
 constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ull;
@@ -875,12 +878,14 @@ bool Server::start() {
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(options_.port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_addr = options_.address;
     listener_ = evconnlistener_new_bind(
         base_, on_accept, this, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
         1024, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
     if (!listener_) {
-        std::fprintf(stderr, "test_upstream: cannot listen on 127.0.0.1:%u: %s\n", options_.port,
+        char text[INET_ADDRSTRLEN] = "?";
+        inet_ntop(AF_INET, &options_.address, text, sizeof text);
+        std::fprintf(stderr, "test_upstream: cannot listen on %s:%u: %s\n", text, options_.port,
                      std::strerror(errno));
         return false;
     }
@@ -921,6 +926,8 @@ std::optional<Options> parse_options(int argc, char** argv) {
             auto status = parse_number<int>(argv[++i]);
             if (!status || *status < 200 || *status > 599) return std::nullopt;
             options.fail_status = *status;
+        } else if (arg == "--address") {
+            if (inet_pton(AF_INET, argv[++i], &options.address) != 1) return std::nullopt;
         } else {
             return std::nullopt;
         }
@@ -935,7 +942,7 @@ std::optional<Options> parse_options(int argc, char** argv) {
 int main(int argc, char** argv) {
     auto options = parse_options(argc, argv);
     if (!options) {
-        std::fprintf(stderr, "usage: test_upstream --port N [--id NAME] [--fail-status NNN]\n");
+        std::fprintf(stderr, "usage: test_upstream --port N [--id NAME] [--fail-status NNN] [--address IPV4]\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
