@@ -10,11 +10,14 @@
 // the server with none (nginx does the same with NXDOMAIN), and the worker never
 // waits for DNS.
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
+#include <numeric>
 #include <memory>
 #include <string>
 #include <thread>
@@ -36,7 +39,7 @@ constexpr std::string_view kName = "backend.test";
 // The config: `workers` workers, an upstream `backend` with
 // `server backend.test:ORIGIN_PORT resolve`, the resolver line given, and a
 // server with / proxied to it and /local answered by sluice itself.
-std::string resolve_config(int workers, std::string_view resolver_lines) {
+std::string resolve_config(int workers, std::string_view resolver_lines, std::string_view server_params = "") {
     std::string c(kMainConfig);
     c += "worker_processes " + std::to_string(workers) + ";\n";
     c += "events { worker_connections 256; }\n"
@@ -44,10 +47,13 @@ std::string resolve_config(int workers, std::string_view resolver_lines) {
          "    access_log off;\n";
     c += "    " + std::string(resolver_lines) + "\n";
     c += "    upstream backend {\n"
-         "        server backend.test:{{ORIGIN_PORT}} resolve;\n"
+         "        server backend.test:{{ORIGIN_PORT}} resolve" +
+         std::string(server_params) +
+         ";\n"
          "    }\n"
          "    server {\n"
          "        listen 127.0.0.1:{{PORT}};\n"
+         "        add_header X-Upstream-Addr $upstream_addr always;\n"
          "        proxy_connect_timeout 2s;\n"
          "        proxy_read_timeout 5s;\n"
          "        location / { proxy_pass http://backend; }\n"
@@ -137,16 +143,20 @@ protected:
     // Starts the DNS server and the daemon, then waits for the first answer from
     // `first` (a `resolve` name that did not resolve at load starts with no address;
     // the worker's first lookup is at once).
-    void start(int workers, std::string_view resolver_lines, std::string_view first = "a") {
+    void start(int workers, std::string_view resolver_lines, std::string_view first = "a",
+               std::string_view server_params = "") {
         ASSERT_TRUE(dns_.start());
         std::string resolver(resolver_lines);
         for (size_t at; (at = resolver.find("DNS")) != std::string::npos;)
             resolver.replace(at, 3, dns_.address());
-        daemon_ = std::make_unique<Daemon>(resolve_config(workers, resolver),
+        daemon_ = std::make_unique<Daemon>(resolve_config(workers, resolver, server_params),
                                            ConfigVars{{"ORIGIN_PORT", origin_port_}});
         ASSERT_TRUE(daemon_->start());
-        ASSERT_TRUE(wait_for_only(port(), first, 5000ms, 4))
-            << describe(spread(port(), 6)) << "\nqueries:\n" << dns_.log();
+        // Empty `first`: any origin's answer will do.
+        bool up = first.empty() ? wait_until([&] { return http_get(port(), "/").value_or(Response{}).status == 200; },
+                                             5000ms, 50ms)
+                                : wait_for_only(port(), first, 5000ms, 4);
+        ASSERT_TRUE(up) << describe(spread(port(), 6)) << "\nqueries:\n" << dns_.log();
     }
 
     uint16_t port() const { return daemon_->port(); }
@@ -213,10 +223,10 @@ TEST_F(Resolve, EveryAddressOfTheNameTakesTraffic) {
 
 // (c) The name no longer exists (NXDOMAIN): as documented (and as nginx does),
 // the server is left with no address, so requests get 502 at once; when the
-// name comes back, so does the traffic.
+// name comes back, so does the traffic. (ipv6=off: no AAAA lookups.)
 TEST_F(Resolve, ANameThatNoLongerExistsLeavesNoAddress) {
     zone("backend.test 1 A 127.0.0.2\n");
-    start(1, "resolver DNS valid=1s;");
+    start(1, "resolver DNS valid=1s ipv6=off;");
 
     zone("other.test 1 A 127.0.0.3\n");
     EXPECT_TRUE(wait_until([&] { return who(port()) == "status 502"; }, 6000ms))
@@ -229,6 +239,8 @@ TEST_F(Resolve, ANameThatNoLongerExistsLeavesNoAddress) {
 
     zone("backend.test 1 A 127.0.0.3\n");
     EXPECT_TRUE(wait_for_only(port(), "b", 6000ms)) << describe(spread(port(), 6));
+    EXPECT_GE(dns_.queries(std::string(kName), "A"), 3u) << dns_.log();
+    EXPECT_EQ(dns_.queries(std::string(kName), "AAAA"), 0u) << dns_.log();
 }
 
 // (d) The DNS server is down, first refusing (no process), then silent (queries
@@ -294,6 +306,93 @@ TEST_F(Resolve, TheWorkerNeverWaitsForDns) {
     EXPECT_LT(slowest.count(), 1500) << requests << " requests";
     EXPECT_GT(requests, 20);
     EXPECT_GE(silent.drain(), 2) << "the workers did not ask meanwhile";
+}
+
+// The state of an address is kept when the answer changes: an origin taken out
+// by passive health (max_fails=1, fail_timeout=30s, shared by the workers) stays
+// out when a new address joins the name, instead of being tried afresh.
+TEST_F(Resolve, AnAddressKeepsItsHealthWhenTheAnswerChanges) {
+    UpstreamProcess c({"--id", "c", "--address", "127.0.0.4"}, origin_port_);
+    ASSERT_TRUE(c.start());
+    zone("backend.test 1 A 127.0.0.2\nbackend.test 1 A 127.0.0.3\n");
+    start(2, "resolver DNS valid=1s;", "", " max_fails=1 fail_timeout=30s");
+    std::string a_addr = "127.0.0.2:" + std::to_string(origin_port_);
+    std::map<std::string, int> counts;
+    ASSERT_TRUE(wait_until(
+        [&] {
+            counts = spread(port(), 8);
+            return counts["a"] >= 1 && counts["b"] >= 1;
+        },
+        5000ms, 50ms))
+        << describe(counts);
+
+    // A fails once (the request goes on to B) and is out for every worker.
+    a_->stop();
+    bool tried_a = false;
+    for (int i = 0; i < 20 && !tried_a; ++i) {
+        auto r = http_get(port(), "/");
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->status, 200) << *r;
+        tried_a = r->header("X-Upstream-Addr").find(a_addr) != std::string::npos;
+    }
+    ASSERT_TRUE(tried_a);
+
+    // From the change on, no request may try A again (every answer is checked,
+    // those that wait for the change included).
+    zone("backend.test 1 A 127.0.0.2\nbackend.test 1 A 127.0.0.3\nbackend.test 1 A 127.0.0.4\n");
+    counts.clear();
+    int tried_a_again = 0;
+    auto get = [&] {
+        auto r = http_get(port(), "/");
+        std::string id = !r ? "no answer" : r->status != 200 ? "status " + std::to_string(r->status)
+                                                             : r->header("X-Upstream-Id");
+        if (r && r->header("X-Upstream-Addr").find(a_addr) != std::string::npos) ++tried_a_again;
+        ++counts[id];
+        return id;
+    };
+    EXPECT_TRUE(wait_until([&] { return get() == "c"; }, 5000ms));
+    EXPECT_TRUE(daemon_->wait_for_log("\"backend.test\" now resolves to 3 address(es)", 1000ms));
+    // Both workers have the new list once the zone was read twice more.
+    size_t asked = dns_.queries(std::string(kName), "A");
+    EXPECT_TRUE(wait_until(
+        [&] {
+            get();
+            return dns_.queries(std::string(kName), "A") >= asked + 2;
+        },
+        4000ms));
+    for (int i = 0; i < 12; ++i) get();
+    EXPECT_EQ(tried_a_again, 0) << describe(counts);
+    EXPECT_EQ(counts["a"], 0) << describe(counts);
+    EXPECT_GE(counts["b"], 1) << describe(counts);
+    EXPECT_GE(counts["c"], 1) << describe(counts);
+    EXPECT_EQ(counts["b"] + counts["c"], std::accumulate(counts.begin(), counts.end(), 0,
+                                                         [](int n, const auto& kv) { return n + kv.second; }))
+        << describe(counts);
+}
+
+// A reload while a worker waits for an answer that never comes: the old worker
+// drops the lookup and exits cleanly, the new one resolves by itself.
+TEST_F(Resolve, AReloadWithALookupInFlightIsClean) {
+    zone("backend.test 1 A 127.0.0.2\n");
+    start(1, "resolver DNS valid=1s; resolver_timeout 3s;");
+    std::vector<pid_t> old_workers = daemon_->worker_pids();
+    ASSERT_EQ(old_workers.size(), 1u);
+    zone("backend.test 0 DROP\n");
+    ASSERT_TRUE(wait_until([&] { return dns_.log().find("backend.test A DROP") != std::string::npos; }, 5000ms))
+        << dns_.log();
+
+    size_t log_from = daemon_->error_log_size();
+    ASSERT_TRUE(daemon_->signal(SIGHUP));
+    EXPECT_TRUE(wait_until(
+        [&] {
+            auto now = daemon_->worker_pids();
+            return now.size() == 1 && std::ranges::find(now, old_workers[0]) == now.end();
+        },
+        8000ms));
+    zone("backend.test 1 A 127.0.0.3\n");
+    EXPECT_TRUE(wait_for_only(port(), "b", 10000ms)) << describe(spread(port(), 6));
+    EXPECT_TRUE(daemon_->wait_for_log("exited with code 0", 2000ms, log_from));
+    EXPECT_EQ(daemon_->error_log().find("exited on signal", log_from), std::string::npos);
 }
 
 // (f) `resolve` needs a resolver: the error names the server line.
