@@ -194,7 +194,7 @@ TEST_F(Resolve, FollowsTheNameWithoutReloadOrFailures) {
     ASSERT_TRUE(load.wait_for_completed(done + 20));
     LoadResult result = load.stop();
     EXPECT_EQ(result.failed, 0u) << result;
-    EXPECT_GT(result.ok, 40u) << result;
+    EXPECT_GE(result.ok, 40u) << result;
     EXPECT_EQ(daemon_->worker_pids().size(), 2u);
     EXPECT_TRUE(daemon_->wait_for_log("\"backend.test\" now resolves to 1 address(es)", 1000ms));
 }
@@ -311,7 +311,7 @@ TEST_F(Resolve, TheWorkerNeverWaitsForDns) {
             ++requests;
         }
     }
-    EXPECT_LT(slowest.count(), 1500) << requests << " requests";
+    EXPECT_LT(slowest.count(), 3000) << requests << " requests";
     EXPECT_GT(requests, 20);
     EXPECT_GE(silent.drain(), 2) << "the workers did not ask meanwhile";
 }
