@@ -164,24 +164,21 @@ struct ProxyCtx {
     std::string_view proxy_host, proxy_port;
     std::string_view uri;  // path?query sent upstream
 
-    // The upstream connection (one at a time).
-    int fd = -1;
-    bool events_ready = false;  // rev/wev assigned for fd
-    bool reading = false, writing = false;
+    // The upstream connection (one at a time): its events stay registered
+    // while it lives, in the pool too (http_upstream.h).
+    UpstreamConnection* conn = nullptr;
+    int fd = -1;                // conn->fd, or -1
     bool from_pool = false;     // a kept-alive connection: a failure before any byte is retried once
     bool stale_retried = false;
     bool connected = false;
     bool peer_reported = true;  // upstream_peer_done already called for `peer`
-    uint64_t conn_requests = 0;  // requests this connection served before
-    event rev, wev, timer;
-    bool timer_ready = false;
     // proxy_send_timeout (or the connect timeout) and proxy_read_timeout run
     // independently: while a body streams up and the response streams down,
-    // a stalled upload and a stalled download each time out. One event fires
-    // at the earlier deadline (0: none); moving a deadline later does not
-    // re-arm it: when it fires early, it re-arms for what is left.
+    // a stalled upload and a stalled download each time out. The
+    // connection's timer fires by the earlier deadline (0: none); it is
+    // lazy: moving a deadline later, or dropping it, leaves it pending, and
+    // when it fires early it re-arms for what is left.
     int64_t send_deadline_ms = 0, read_deadline_ms = 0;
-    int64_t timer_fires_ms = 0;  // when the event is due (0: not armed)
 
     // The request going out: the head, then the body.
     std::string_view head;

@@ -34,25 +34,22 @@ std::vector<BlockClass> block_classes;  // one worker per process: no locking
 
 // ---- events ----
 
-void on_read(evutil_socket_t, short, void* arg) { proxy_on_readable(*static_cast<ProxyCtx*>(arg)); }
-void on_write(evutil_socket_t, short, void* arg);
-void on_timer(evutil_socket_t, short, void* arg);
+void on_write(ProxyCtx& ctx);
+void on_timer(ProxyCtx& ctx);
 
-void assign_events(ProxyCtx& ctx) {
-    event_base* base = Worker::current().base();
-    event_assign(&ctx.rev, base, ctx.fd, EV_READ | EV_PERSIST, on_read, &ctx);
-    event_assign(&ctx.wev, base, ctx.fd, EV_WRITE | EV_PERSIST, on_write, &ctx);
-    ctx.events_ready = true;
-    ctx.reading = ctx.writing = false;
+void on_upstream_event(UpstreamConnection& c, short what) {
+    auto& ctx = *static_cast<ProxyCtx*>(c.owner);
+    if (what & EV_TIMEOUT) on_timer(ctx);
+    else if (what & EV_READ) proxy_on_readable(ctx);
+    else on_write(ctx);
 }
 
-void release_events(ProxyCtx& ctx) {
-    if (ctx.events_ready) {
-        if (ctx.reading) event_del(&ctx.rev);
-        if (ctx.writing) event_del(&ctx.wev);
-    }
-    ctx.events_ready = ctx.reading = ctx.writing = false;
-    proxy_disarm_timers(ctx);
+// The connection is the request's now: its events come here.
+void take_connection(ProxyCtx& ctx, UpstreamConnection* c) {
+    c->handler = on_upstream_event;
+    c->owner = &ctx;
+    ctx.conn = c;
+    ctx.fd = c->fd;
 }
 
 void report_peer(ProxyCtx& ctx, bool failed) {
@@ -65,7 +62,6 @@ void cleanup(void* arg) {
     auto& ctx = *static_cast<ProxyCtx*>(arg);
     proxy_close_upstream(ctx);
     report_peer(ctx, false);
-    if (ctx.timer_ready) event_del(&ctx.timer);
     proxy_block_put(ctx.block, ctx.block_size);
     ctx.block = nullptr;
     proxy_release_body(ctx);
@@ -124,28 +120,24 @@ void connect_peer(ProxyCtx& ctx, bool allow_pool) {
     ctx.head_filled = 0;
     ctx.attempt->bytes_received = 0;
     if (allow_pool && up.keepalive) {
-        uint64_t served = 0;
-        int fd = upstream_keepalive_get(up, peer, served);
-        if (fd >= 0) {
-            ctx.fd = fd;
+        // Its read event is still added from its previous requests.
+        if (UpstreamConnection* c = upstream_keepalive_get(up, peer)) {
             ctx.from_pool = true;
-            ctx.conn_requests = served;
-            assign_events(ctx);
+            take_connection(ctx, c);
             connected(ctx);
             return;
         }
     }
     ctx.from_pool = false;
-    ctx.conn_requests = 0;
-    ctx.fd = ::socket(peer.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (ctx.fd < 0) {
+    int fd = ::socket(peer.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
         proxy_fail(ctx, kFtError, "socket() failed while connecting to upstream", errno);
         return;
     }
     // Heads and small bodies go out in single writes; Nagle would only delay them.
     int one = 1;
-    setsockopt(ctx.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    assign_events(ctx);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    take_connection(ctx, upstream_connection_open(Worker::current().base(), fd, on_upstream_event, &ctx));
     if (::connect(ctx.fd, reinterpret_cast<const sockaddr*>(&peer.addr), peer.addr_len) == 0) {
         connected(ctx);
         return;
@@ -194,8 +186,7 @@ void connect_next(ProxyCtx& ctx, int last_status) {
     start_attempt(ctx, peer);
 }
 
-void on_write(evutil_socket_t, short, void* arg) {
-    auto& ctx = *static_cast<ProxyCtx*>(arg);
+void on_write(ProxyCtx& ctx) {
     if (ctx.connected) {
         proxy_send(ctx);
         return;
@@ -211,29 +202,16 @@ void on_write(evutil_socket_t, short, void* arg) {
     connected(ctx);
 }
 
-// Arms the event for the earlier deadline, unless it already fires by then.
-void schedule_timer(ProxyCtx& ctx, bool force) {
+// The connection's timer fires by the earlier deadline. With none left it
+// stays pending, if it is: it finds nothing due when it fires, which costs
+// less than removing it for every request and adding it for the next.
+void schedule_timer(ProxyCtx& ctx, int64_t now) {
     int64_t due = ctx.send_deadline_ms;
     if (ctx.read_deadline_ms && (!due || ctx.read_deadline_ms < due)) due = ctx.read_deadline_ms;
-    if (!due) {
-        if (ctx.timer_fires_ms) event_del(&ctx.timer);
-        ctx.timer_fires_ms = 0;
-        return;
-    }
-    if (!force && ctx.timer_fires_ms && ctx.timer_fires_ms <= due) return;
-    if (!ctx.timer_ready) {
-        evtimer_assign(&ctx.timer, Worker::current().base(), on_timer, &ctx);
-        ctx.timer_ready = true;
-    }
-    int64_t ms = std::max<int64_t>(due - current_msec(), 1);
-    timeval tv{time_t(ms / 1000), suseconds_t((ms % 1000) * 1000)};
-    event_add(&ctx.timer, &tv);
-    ctx.timer_fires_ms = due;
+    if (due && ctx.conn) upstream_connection_timer(*ctx.conn, due, now);
 }
 
-void on_timer(evutil_socket_t, short, void* arg) {
-    auto& ctx = *static_cast<ProxyCtx*>(arg);
-    ctx.timer_fires_ms = 0;
+void on_timer(ProxyCtx& ctx) {
     const int64_t now = current_msec();
     if (ctx.send_deadline_ms && now >= ctx.send_deadline_ms) {
         ctx.send_deadline_ms = 0;
@@ -248,7 +226,7 @@ void on_timer(evutil_socket_t, short, void* arg) {
         else proxy_fail(ctx, kFtTimeout, "upstream timed out while reading upstream", ETIMEDOUT);
         return;
     }
-    schedule_timer(ctx, true);  // a deadline moved on since the event was armed
+    schedule_timer(ctx, now);  // early: a deadline moved on since the timer was armed
 }
 
 // ---- failures ----
@@ -340,42 +318,31 @@ bool proxy_method_idempotent(const Request& r) {
 }
 
 void proxy_want_read(ProxyCtx& ctx, bool on) {
-    if (!ctx.events_ready || ctx.reading == on) return;
-    ctx.reading = on;
-    if (on) event_add(&ctx.rev, nullptr);
-    else event_del(&ctx.rev);
+    if (ctx.conn) upstream_connection_want_read(*ctx.conn, on);
 }
 
 void proxy_want_write(ProxyCtx& ctx, bool on) {
-    if (!ctx.events_ready || ctx.writing == on) return;
-    ctx.writing = on;
-    if (on) event_add(&ctx.wev, nullptr);
-    else event_del(&ctx.wev);
+    if (ctx.conn) upstream_connection_want_write(*ctx.conn, on);
 }
 
 void proxy_arm_timer(ProxyCtx& ctx, ProxyTimer which, uint64_t ms) {
     int64_t& deadline = which == ProxyTimer::Send ? ctx.send_deadline_ms : ctx.read_deadline_ms;
-    deadline = ms ? current_msec() + int64_t(ms) : 0;
-    schedule_timer(ctx, false);
+    const int64_t now = current_msec();
+    deadline = ms ? now + int64_t(ms) : 0;
+    schedule_timer(ctx, now);
 }
 
 void proxy_disarm_timer(ProxyCtx& ctx, ProxyTimer which) {
     int64_t& deadline = which == ProxyTimer::Send ? ctx.send_deadline_ms : ctx.read_deadline_ms;
-    if (!deadline) return;
-    deadline = 0;
-    // A timer left armed for a later deadline only fires early and re-arms;
-    // with no deadline left it goes.
-    if (!ctx.send_deadline_ms && !ctx.read_deadline_ms) schedule_timer(ctx, false);
+    deadline = 0;  // the timer, if pending, finds nothing due (schedule_timer)
 }
 
-void proxy_disarm_timers(ProxyCtx& ctx) {
-    ctx.send_deadline_ms = ctx.read_deadline_ms = 0;
-    schedule_timer(ctx, false);
-}
+void proxy_disarm_timers(ProxyCtx& ctx) { ctx.send_deadline_ms = ctx.read_deadline_ms = 0; }
 
 void proxy_close_upstream(ProxyCtx& ctx) {
-    release_events(ctx);
-    if (ctx.fd >= 0) ::close(ctx.fd);
+    proxy_disarm_timers(ctx);
+    if (ctx.conn) upstream_connection_close(ctx.conn);
+    ctx.conn = nullptr;
     ctx.fd = -1;
     ctx.connected = false;
     ctx.from_pool = false;
@@ -477,9 +444,12 @@ void proxy_response_complete(ProxyCtx& ctx) {
     Request& r = *ctx.r;
     ctx.response_done = true;
     ctx.attempt->end_ms = current_msec();
-    if (ctx.reusable && ctx.fd >= 0) {
-        release_events(ctx);
-        upstream_keepalive_put(*ctx.upstream, *ctx.peer, ctx.fd, ctx.conn_requests + 1);
+    if (ctx.reusable && ctx.conn) {
+        // Its events stay registered: the pool only takes them over.
+        proxy_disarm_timers(ctx);
+        ++ctx.conn->requests;
+        upstream_keepalive_put(*ctx.upstream, *ctx.peer, ctx.conn);
+        ctx.conn = nullptr;
         ctx.fd = -1;
     }
     uint32_t ft = proxy_status_failure(ctx.attempt->status);

@@ -157,12 +157,11 @@ private:
 void proxy_start_tunnel(ProxyCtx& ctx, std::string_view to_client) {
     Request& r = *ctx.r;
     // The tunnel owns the upstream connection and reports on the server when it ends.
-    proxy_want_read(ctx, false);
-    proxy_want_write(ctx, false);
     proxy_disarm_timers(ctx);
-    ctx.events_ready = false;
-    auto* tunnel = new Tunnel(r.connection().worker(), *ctx.upstream, *ctx.peer, ctx.fd, *ctx.conf->read_timeout_ms);
+    int fd = upstream_connection_detach(ctx.conn);
+    ctx.conn = nullptr;
     ctx.fd = -1;
+    auto* tunnel = new Tunnel(r.connection().worker(), *ctx.upstream, *ctx.peer, fd, *ctx.conf->read_timeout_ms);
     ctx.peer_reported = true;
     ctx.finished = true;
     ctx.attempt->end_ms = current_msec();

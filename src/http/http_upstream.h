@@ -6,6 +6,8 @@
 #pragma once
 #include <sys/socket.h>
 
+#include <event2/event_struct.h>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -254,13 +256,54 @@ Peer* upstream_pick_peer(Upstream&, std::string_view key, const TriedPeers& trie
 // upstream_peer_done() at a given time.
 void upstream_peer_done_at(Upstream&, Peer&, bool failed, int64_t now_ms);
 
-// ---- keep-alive pool (per worker) ----
+// ---- upstream connections and the keep-alive pool (per worker) ----
 
-// An idle connection to a peer, or -1. The fd is non-blocking.
-int upstream_keepalive_get(Upstream&, const Peer&, uint64_t& requests_served);
+// An upstream connection: its descriptor and its events, assigned once when
+// it opens. The read event stays added from the first request until the
+// connection closes, across its idle times in the keep-alive pool; whoever
+// holds the connection (a request, the pool) receives its events through
+// `handler`. Taking a connection from the pool therefore costs no syscall,
+// and one that dies while idle is noticed by its read event. The write
+// event is added only while a write would block. The timer is lazy: it is
+// re-added only when it would fire too late, and a handler woken early
+// checks its own deadlines (and calls upstream_connection_timer again).
+// The objects are recycled within the worker.
+struct UpstreamConnection {
+    // `what`: EV_READ, EV_WRITE or EV_TIMEOUT.
+    using Handler = void (*)(UpstreamConnection&, short what);
+
+    int fd = -1;
+    Handler handler = nullptr;
+    void* owner = nullptr;        // the handler's object
+    uint64_t requests = 0;        // requests completed on the connection
+    int64_t timer_fires_ms = 0;   // when the pending timer is due (loop time; 0: none pending)
+    bool reading = false, writing = false;
+    event rev, wev, timer;
+};
+
+// A connection object for `fd` with its events assigned on `base` (none
+// added yet), and `handler` receiving them.
+UpstreamConnection* upstream_connection_open(event_base* base, int fd, UpstreamConnection::Handler handler, void* owner);
+// Removes its events, closes the descriptor and recycles the object.
+void upstream_connection_close(UpstreamConnection* c);
+// Removes its events and recycles the object; the descriptor stays open
+// and is returned (a tunnel takes it over).
+int upstream_connection_detach(UpstreamConnection* c);
+// Adds or removes the read (write) event; nothing when already so.
+void upstream_connection_want_read(UpstreamConnection& c, bool on);
+void upstream_connection_want_write(UpstreamConnection& c, bool on);
+// Makes the timer fire by `due_ms` (loop time, as now_ms): nothing when it
+// is already pending for then or earlier.
+void upstream_connection_timer(UpstreamConnection& c, int64_t due_ms, int64_t now_ms);
+
+// An idle connection to the peer, or null. No syscall: a connection that
+// the peer closed just now fails on first use, and the caller retries on a
+// fresh connection (proxy_fail).
+UpstreamConnection* upstream_keepalive_get(Upstream&, const Peer&);
 // Caches a connection whose last response was read completely with valid
-// framing; closes it instead when the pool is full or limits are reached.
-void upstream_keepalive_put(Upstream&, const Peer&, int fd, uint64_t requests_served);
+// framing (`c->requests` counts the requests it completed); closes it
+// instead when there is no pool, or the pool's limits say so.
+void upstream_keepalive_put(Upstream&, const Peer&, UpstreamConnection* c);
 
 // The per-worker cache of idle connections of one upstream: at most
 // `capacity`, least recently used evicted first. An idle connection that
@@ -273,19 +316,21 @@ public:
     KeepalivePool(const KeepalivePool&) = delete;
     KeepalivePool& operator=(const KeepalivePool&) = delete;
 
-    // An idle connection to this address, still open, or -1.
-    int get(const sockaddr_storage& addr, socklen_t len, uint64_t& requests_served);
-    // Caches fd, or closes it (returns false) when it served max_requests.
-    // `requests_served` counts the requests completed on the connection.
-    bool put(const sockaddr_storage& addr, socklen_t len, int fd, uint64_t requests_served);
+    // An idle connection to this address, or null; its handler is the
+    // caller's to set.
+    UpstreamConnection* get(const sockaddr_storage& addr, socklen_t len);
+    // Caches c, or closes it (returns false) when it served max_requests.
+    bool put(const sockaddr_storage& addr, socklen_t len, UpstreamConnection* c);
     size_t idle_count() const { return idle_count_; }
     size_t capacity() const { return capacity_; }
 
 private:
     struct Slot;
-    static void on_idle_event(int fd, short what, void* arg);
+    static void on_idle_event(UpstreamConnection& c, short what);
+    int64_t now_ms() const;
     void unlink(Slot&);
     void push_front(Slot&);
+    void release_slot(Slot&);
     void close_slot(Slot&);
 
     event_base* base_;

@@ -273,6 +273,106 @@ size_t occurrences(std::string_view text, std::string_view needle) {
 constexpr std::string_view kKeepaliveProxy =
     "proxy_http_version 1.1; proxy_set_header Connection \"\";";
 
+// An origin on a thread, for closes test_upstream does not make: it answers
+// each request with a small keep-alive response and then, per connection,
+// either closes the connection a moment after each answer (while the
+// gateway holds it idle in its pool), or reads a second request and closes
+// without answering it (the race of a reused connection that its server
+// closes as the request arrives).
+class ClosingOrigin {
+public:
+    enum class Mode { CloseWhenIdle, CloseOnSecondRequest };
+
+    explicit ClosingOrigin(Mode mode) : mode_(mode) {
+        listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof addr;
+        if (listen_fd_ < 0 || ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+            ::listen(listen_fd_, 16) != 0 || ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+            return;
+        port_ = ntohs(addr.sin_port);
+        thread_ = std::thread([this] { run(); });
+    }
+    ~ClosingOrigin() {
+        stop_ = true;
+        if (thread_.joinable()) thread_.join();
+        for (Conn& c : conns_) ::close(c.fd);
+        if (listen_fd_ >= 0) ::close(listen_fd_);
+    }
+    uint16_t port() const { return port_; }
+    std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+    int connections() const { return connections_; }
+    int requests() const { return requests_; }
+    int answered() const { return answered_; }
+
+private:
+    struct Conn {
+        int fd = -1;
+        std::string in;
+        int requests = 0;
+        std::chrono::steady_clock::time_point close_at{};
+    };
+
+    void run() {
+        while (!stop_) {
+            std::vector<pollfd> fds{{listen_fd_, POLLIN, 0}};
+            for (Conn& c : conns_) fds.push_back({c.fd, POLLIN, 0});
+            ::poll(fds.data(), fds.size(), 10);
+            if (fds[0].revents & POLLIN) {
+                int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+                if (fd >= 0) {
+                    conns_.emplace_back();
+                    conns_.back().fd = fd;
+                    ++connections_;
+                }
+            }
+            auto now = std::chrono::steady_clock::now();
+            for (size_t i = 0; i < conns_.size();) {
+                bool readable = i + 1 < fds.size() && fds[i + 1].fd == conns_[i].fd && fds[i + 1].revents;
+                if (!serve(conns_[i], readable, now)) {
+                    ::close(conns_[i].fd);
+                    conns_.erase(conns_.begin() + long(i));
+                    fds.erase(fds.begin() + long(i) + 1);
+                    continue;
+                }
+                ++i;
+            }
+        }
+    }
+
+    // False when the connection is to be closed.
+    bool serve(Conn& c, bool readable, std::chrono::steady_clock::time_point now) {
+        if (c.close_at != std::chrono::steady_clock::time_point{} && now >= c.close_at) return false;
+        if (!readable) return true;
+        char buf[4096];
+        ssize_t n = ::recv(c.fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n <= 0) return n < 0 && errno == EAGAIN;
+        c.in.append(buf, size_t(n));
+        for (size_t end; (end = c.in.find("\r\n\r\n")) != std::string::npos;) {
+            c.in.erase(0, end + 4);
+            ++c.requests;
+            ++requests_;
+            if (mode_ == Mode::CloseOnSecondRequest && c.requests == 2) return false;
+            static constexpr std::string_view kAnswer =
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok";
+            if (::send(c.fd, kAnswer.data(), kAnswer.size(), MSG_NOSIGNAL) != ssize_t(kAnswer.size())) return false;
+            ++answered_;
+            if (mode_ == Mode::CloseWhenIdle) c.close_at = now + 50ms;
+        }
+        return true;
+    }
+
+    Mode mode_;
+    int listen_fd_ = -1;
+    uint16_t port_ = 0;
+    std::thread thread_;
+    std::atomic<bool> stop_{false};
+    std::vector<Conn> conns_;
+    std::atomic<int> connections_{0}, requests_{0}, answered_{0};
+};
+
 // ==== keep-alive ===============================================================
 
 class UpstreamKeepalive : public ::testing::Test {
@@ -338,6 +438,50 @@ TEST_F(UpstreamKeepalive, IdleConnectionClosedAfterKeepaliveTimeout) {
     std::string later = connection_of("/limited/x");
     EXPECT_NE(later, first);
     EXPECT_NE(later, "");
+}
+
+// An idle pooled connection that the upstream closes is dropped by the
+// pool (its read event sees the EOF): the next request goes on a fresh
+// connection, without an error.
+TEST(UpstreamKeepaliveClose, IdleConnectionClosedByTheUpstreamIsNotUsed) {
+    ClosingOrigin origin(ClosingOrigin::Mode::CloseWhenIdle);
+    ASSERT_NE(origin.port(), 0);
+    Daemon daemon(gateway_config(1, upstream_block("pooled", "keepalive 4;", {origin.address()}),
+                                 "        location / { proxy_pass http://pooled; " + std::string(kKeepaliveProxy) +
+                                     " }\n"));
+    ASSERT_TRUE(daemon.start());
+    for (int i = 0; i < 3; ++i) {
+        Response r = get(daemon.port(), "/x");
+        EXPECT_EQ(r.status, 200) << r;
+        EXPECT_EQ(r.body, "ok");
+        std::this_thread::sleep_for(300ms);  // the origin closes the connection after 50 ms
+    }
+    EXPECT_EQ(origin.connections(), 3);
+    EXPECT_EQ(origin.requests(), 3);  // no request was sent on a closed connection
+    EXPECT_THAT(daemon.error_log(), ::testing::Not(HasSubstr("[error]")));
+}
+
+// A reused connection that fails before any byte of the response (the
+// upstream closed it as the request arrived) is retried once on a fresh
+// connection, as nginx does: the client gets the answer, not a 502.
+TEST(UpstreamKeepaliveClose, ReusedConnectionClosedOnArrivalIsRetried) {
+    ClosingOrigin origin(ClosingOrigin::Mode::CloseOnSecondRequest);
+    ASSERT_NE(origin.port(), 0);
+    Daemon daemon(gateway_config(1, upstream_block("pooled", "keepalive 4;", {origin.address()}),
+                                 "        location / { proxy_pass http://pooled; " + std::string(kKeepaliveProxy) +
+                                     " }\n"));
+    ASSERT_TRUE(daemon.start());
+    for (int i = 0; i < 3; ++i) {
+        Response r = get(daemon.port(), "/x");
+        EXPECT_EQ(r.status, 200) << i << "\n" << r;
+        EXPECT_EQ(r.body, "ok");
+    }
+    // Connection 1 answers #1 and drops #2; #2 is answered on connection 2,
+    // which drops #3; #3 on connection 3.
+    EXPECT_EQ(origin.connections(), 3);
+    EXPECT_EQ(origin.requests(), 5);
+    EXPECT_EQ(origin.answered(), 3);
+    EXPECT_THAT(daemon.error_log(), ::testing::Not(HasSubstr("[error]")));
 }
 
 // Replies whose framing is broken before the head goes out: 502, and the

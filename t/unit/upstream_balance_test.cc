@@ -478,15 +478,23 @@ class UpstreamKeepalive : public ::testing::Test {
 protected:
     void SetUp() override { base_ = event_base_new(); }
     void TearDown() override {
+        for (UpstreamConnection* c : taken_) upstream_connection_close(c);
         for (int fd : far_) close(fd);
         event_base_free(base_);
     }
     // A connected pair: the near end goes into the pool, the far end plays the upstream.
-    int connection() {
+    UpstreamConnection* connection(uint64_t requests = 1) {
         int sv[2];
         EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
         far_.push_back(sv[1]);
-        return sv[0];
+        UpstreamConnection* c = upstream_connection_open(base_, sv[0], nullptr, nullptr);
+        c->requests = requests;
+        return c;
+    }
+    // A connection the test took back from the pool (closed at the end).
+    UpstreamConnection* taken(UpstreamConnection* c) {
+        if (c) taken_.push_back(c);
+        return c;
     }
     void spin() {
         for (int i = 0; i < 5; ++i) event_base_loop(base_, EVLOOP_NONBLOCK);
@@ -500,6 +508,7 @@ protected:
 
     event_base* base_ = nullptr;
     std::vector<int> far_;
+    std::vector<UpstreamConnection*> taken_;
     socklen_t len_a_ = 0, len_b_ = 0;
     sockaddr_storage a_ = inet_address("10.0.0.1:80", len_a_);
     sockaddr_storage b_ = inet_address("10.0.0.2:80", len_b_);
@@ -507,69 +516,110 @@ protected:
 
 TEST_F(UpstreamKeepalive, ReusesOnlyForTheSamePeer) {
     KeepalivePool pool(base_, 4, 60000, 100);
-    int fd = connection();
-    EXPECT_TRUE(pool.put(a_, len_a_, fd, 3));
+    UpstreamConnection* c = connection(3);
+    EXPECT_TRUE(pool.put(a_, len_a_, c));
     EXPECT_EQ(pool.idle_count(), 1u);
-    uint64_t served = 0;
-    EXPECT_EQ(pool.get(b_, len_b_, served), -1);
-    EXPECT_EQ(pool.get(a_, len_a_, served), fd);
-    EXPECT_EQ(served, 3u);
+    EXPECT_EQ(pool.get(b_, len_b_), nullptr);
+    EXPECT_EQ(taken(pool.get(a_, len_a_)), c);
+    EXPECT_EQ(c->requests, 3u);
     EXPECT_EQ(pool.idle_count(), 0u);
-    EXPECT_EQ(pool.get(a_, len_a_, served), -1);
-    close(fd);
+    EXPECT_EQ(pool.get(a_, len_a_), nullptr);
 }
 
 TEST_F(UpstreamKeepalive, UnsolicitedDataOrEofCloses) {
     KeepalivePool pool(base_, 4, 60000, 100);
-    int fd1 = connection(), fd2 = connection();
-    pool.put(a_, len_a_, fd1, 1);
-    pool.put(a_, len_a_, fd2, 1);
-    ASSERT_EQ(write(far_[0], "x", 1), 1);  // unsolicited byte on fd1
-    shutdown(far_[1], SHUT_WR);            // EOF on fd2
+    pool.put(a_, len_a_, connection());
+    pool.put(a_, len_a_, connection());
+    ASSERT_EQ(write(far_[0], "x", 1), 1);  // unsolicited byte on the first
+    shutdown(far_[1], SHUT_WR);            // EOF on the second
     spin();
     EXPECT_EQ(pool.idle_count(), 0u);
     EXPECT_TRUE(far_closed(far_[0]));
     EXPECT_TRUE(far_closed(far_[1]));
 }
 
-TEST_F(UpstreamKeepalive, GetChecksTheConnectionFirst) {
+// The read event stays added while the connection is idle and after it is
+// taken: no syscall either way, and it reaches whoever holds it.
+TEST_F(UpstreamKeepalive, ReadEventStaysAddedAndReachesTheHolder) {
     KeepalivePool pool(base_, 4, 60000, 100);
-    int fd = connection();
-    pool.put(a_, len_a_, fd, 1);
-    shutdown(far_[0], SHUT_WR);  // the loop has not run yet: get() must notice itself
-    uint64_t served;
-    EXPECT_EQ(pool.get(a_, len_a_, served), -1);
-    EXPECT_EQ(pool.idle_count(), 0u);
+    UpstreamConnection* c = connection();
+    pool.put(a_, len_a_, c);
+    EXPECT_TRUE(c->reading);
+    EXPECT_TRUE(event_pending(&c->rev, EV_READ, nullptr));
+    spin();
+    ASSERT_EQ(taken(pool.get(a_, len_a_)), c);
+    EXPECT_TRUE(event_pending(&c->rev, EV_READ, nullptr));
+    int reads = 0;
+    c->owner = &reads;
+    c->handler = [](UpstreamConnection& conn, short what) {
+        if (what & EV_READ) ++*static_cast<int*>(conn.owner);
+        upstream_connection_want_read(conn, false);
+    };
+    ASSERT_EQ(write(far_[0], "HTTP", 4), 4);
+    spin();
+    EXPECT_EQ(reads, 1);
+}
+
+// A connection the upstream closed while the loop had not run yet is still
+// handed out (get() makes no syscall): the caller's first read or write
+// fails and the proxy retries on a fresh connection.
+TEST_F(UpstreamKeepalive, DeadConnectionIsNoticedByTheLoop) {
+    KeepalivePool pool(base_, 4, 60000, 100);
+    pool.put(a_, len_a_, connection());
+    pool.put(a_, len_a_, connection());
+    shutdown(far_[0], SHUT_WR);
+    spin();
+    EXPECT_EQ(pool.idle_count(), 1u);
+    EXPECT_TRUE(far_closed(far_[0]));
+    EXPECT_NE(taken(pool.get(a_, len_a_)), nullptr);
+    EXPECT_EQ(pool.get(a_, len_a_), nullptr);
 }
 
 TEST_F(UpstreamKeepalive, LeastRecentlyUsedMakesRoom) {
     KeepalivePool pool(base_, 2, 60000, 100);
-    int fd1 = connection(), fd2 = connection(), fd3 = connection();
-    pool.put(a_, len_a_, fd1, 1);
-    pool.put(a_, len_a_, fd2, 1);
-    pool.put(b_, len_b_, fd3, 1);
+    UpstreamConnection *c1 = connection(), *c2 = connection(), *c3 = connection();
+    pool.put(a_, len_a_, c1);
+    pool.put(a_, len_a_, c2);
+    pool.put(b_, len_b_, c3);
     EXPECT_EQ(pool.idle_count(), 2u);
-    EXPECT_TRUE(far_closed(far_[0]));  // fd1 was the oldest
-    uint64_t served;
-    EXPECT_EQ(pool.get(a_, len_a_, served), fd2);
-    EXPECT_EQ(pool.get(b_, len_b_, served), fd3);
-    close(fd2);
-    close(fd3);
+    EXPECT_TRUE(far_closed(far_[0]));  // c1 was the oldest
+    EXPECT_EQ(taken(pool.get(a_, len_a_)), c2);
+    EXPECT_EQ(taken(pool.get(b_, len_b_)), c3);
 }
 
 TEST_F(UpstreamKeepalive, RequestLimit) {
     KeepalivePool pool(base_, 2, 60000, 5);
-    int fd = connection();
-    EXPECT_FALSE(pool.put(a_, len_a_, fd, 5));
+    EXPECT_FALSE(pool.put(a_, len_a_, connection(5)));
     EXPECT_EQ(pool.idle_count(), 0u);
     EXPECT_TRUE(far_closed(far_[0]));
 }
 
 TEST_F(UpstreamKeepalive, IdleTimeout) {
     KeepalivePool pool(base_, 2, 30, 100);
-    pool.put(a_, len_a_, connection(), 1);
+    pool.put(a_, len_a_, connection());
     timeval tv{0, 200000};
     event_base_loopexit(base_, &tv);
+    event_base_dispatch(base_);
+    EXPECT_EQ(pool.idle_count(), 0u);
+    EXPECT_TRUE(far_closed(far_[0]));
+}
+
+// A timer still pending for an earlier deadline (a request's) fires early:
+// the idle connection waits on until its own timeout.
+TEST_F(UpstreamKeepalive, IdleTimeoutAfterAnEarlierTimer) {
+    KeepalivePool pool(base_, 2, 150, 100);
+    UpstreamConnection* c = connection();
+    timeval now;
+    event_base_gettimeofday_cached(base_, &now);
+    int64_t now_ms = int64_t(now.tv_sec) * 1000 + now.tv_usec / 1000;
+    upstream_connection_timer(*c, now_ms + 20, now_ms);
+    pool.put(a_, len_a_, c);
+    timeval early{0, 80000};
+    event_base_loopexit(base_, &early);
+    event_base_dispatch(base_);
+    EXPECT_EQ(pool.idle_count(), 1u);
+    timeval late{0, 300000};
+    event_base_loopexit(base_, &late);
     event_base_dispatch(base_);
     EXPECT_EQ(pool.idle_count(), 0u);
     EXPECT_TRUE(far_closed(far_[0]));
@@ -580,10 +630,9 @@ TEST_F(UpstreamKeepalive, WithoutPoolCloses) {
     Peer p;
     p.addr = a_;
     p.addr_len = len_a_;
-    upstream_keepalive_put(u, p, connection(), 1);
+    upstream_keepalive_put(u, p, connection());
     EXPECT_TRUE(far_closed(far_[0]));
-    uint64_t served;
-    EXPECT_EQ(upstream_keepalive_get(u, p, served), -1);
+    EXPECT_EQ(upstream_keepalive_get(u, p), nullptr);
 }
 
 // ---- resolve against a fake DNS server ----
