@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "core/log.h"
+#include "event/block_pool.h"
 #include "http/http_engine.h"
 
 namespace sluice::http {
@@ -17,7 +18,28 @@ namespace sluice::http {
 namespace {
 constexpr uint64_t kLingeringTimeoutMs = 2000;
 constexpr size_t kMaxIov = 64;
+// One pooled block per request in progress: the RequestSlot, then the
+// request's first arena block (more arena comes from the heap if needed).
+constexpr size_t kRequestBlockSize = 8192;
+constexpr size_t kBodyBufSize = 16384;
 }  // namespace
+
+struct HttpConnection::RequestSlot {
+    std::pmr::monotonic_buffer_resource arena;
+    std::pmr::vector<OutItem> out;  // the write queue: empty when the request ends
+    size_t out_head = 0;
+    bool write_assigned = false;
+    event write_ev;  // assigned when a write first blocks
+    Request request;
+    RequestSlot(HttpConnection& c, void* mem, size_t size) : arena(mem, size), out(&arena), request(c, &arena) {}
+};
+
+struct HttpConnection::AddressCache {
+    sockaddr_storage local{};
+    bool local_known = false;
+    char peer_text[INET6_ADDRSTRLEN] = {0};
+    char local_text[INET6_ADDRSTRLEN] = {0};
+};
 
 void accept_http_connection(Worker& w, Listening& l, int fd, const sockaddr_storage& peer, socklen_t len) {
     auto* c = new HttpConnection(w, l, fd, peer, len);
@@ -32,25 +54,65 @@ HttpConnection::HttpConnection(Worker& w, Listening& l, int fd, const sockaddr_s
       peer_(peer),
       peer_len_(len),
       number_(w.next_connection_number()),
-      default_srv_(servers_.default_server),
-      arena_(arena_block_, sizeof arena_block_) {}
+      default_srv_(servers_.default_server) {}
 
 HttpConnection::~HttpConnection() {
-    request_.reset();
+    free_request();
+    release_buffer();
+    release_body_buffer();
     if (fd_ >= 0) ::close(fd_);
+}
+
+// ---- memory taken only while busy ----
+
+Request& HttpConnection::new_request() {
+    constexpr size_t kAlign = alignof(std::max_align_t);
+    constexpr size_t kSlotSpace = (sizeof(RequestSlot) + kAlign - 1) / kAlign * kAlign;
+    static_assert(kSlotSpace + 4096 <= kRequestBlockSize, "the arena's first block is at least the old inline 4 KiB");
+    void* block = BlockPools::current().get(kRequestBlockSize);
+    slot_ = new (block) RequestSlot(*this, static_cast<char*>(block) + kSlotSpace, kRequestBlockSize - kSlotSpace);
+    request_ = &slot_->request;
+    return *request_;
+}
+
+void HttpConnection::free_request() {
+    if (!slot_) return;
+    if (slot_->write_assigned) event_del(&slot_->write_ev);
+    write_armed_ = false;
+    slot_->~RequestSlot();  // the Request first (its cleanups), then the arena's heap blocks
+    BlockPools::current().put(slot_, kRequestBlockSize);
+    slot_ = nullptr;
+    request_ = nullptr;
+}
+
+void HttpConnection::acquire_buffer() {
+    if (buf_) return;
+    buf_size_ = *default_srv_->client_header_buffer_size;
+    buf_ = static_cast<char*>(BlockPools::current().get(buf_size_));
+    start_ = end_ = 0;
+}
+
+void HttpConnection::release_buffer() {
+    if (!buf_) return;
+    BlockPools::current().put(buf_, buf_size_);
+    buf_ = nullptr;
+    buf_size_ = start_ = end_ = 0;
+}
+
+void HttpConnection::release_body_buffer() {
+    if (!body_buf_) return;
+    BlockPools::current().put(body_buf_, kBodyBufSize);
+    body_buf_ = nullptr;
+    body_buf_start_ = body_buf_end_ = 0;
 }
 
 void HttpConnection::start() {
     event_base* base = worker_.base();
     event_assign(&read_ev_, base, fd_, EV_READ | EV_PERSIST, on_read, this);
-    event_assign(&write_ev_, base, fd_, EV_WRITE | EV_PERSIST, on_write, this);
     event_assign(&timer_ev_, base, -1, 0, on_timer, this);
-    event_assign(&post_ev_, base, -1, 0, on_posted, this);
     worker_.register_connection(this);
     int one = 1;
     setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    buf_size_ = *default_srv_->client_header_buffer_size;
-    buf_.reset(new char[buf_size_]);
     event_add(&read_ev_, nullptr);
     reading_ = true;
     arm_timer(*default_srv_->client_header_timeout_ms);
@@ -64,10 +126,17 @@ void HttpConnection::arm_timer(uint64_t ms) {
 }
 
 void HttpConnection::want_write(bool on) {
-    if (on == write_armed_) return;
+    if (on == write_armed_ || !slot_) return;
     write_armed_ = on;
-    if (on) event_add(&write_ev_, nullptr);
-    else event_del(&write_ev_);
+    if (on) {
+        if (!slot_->write_assigned) {
+            event_assign(&slot_->write_ev, worker_.base(), fd_, EV_WRITE | EV_PERSIST, on_write, this);
+            slot_->write_assigned = true;
+        }
+        event_add(&slot_->write_ev, nullptr);
+    } else {
+        event_del(&slot_->write_ev);
+    }
 }
 
 void HttpConnection::on_timer(evutil_socket_t, short, void* arg) {
@@ -133,15 +202,50 @@ void HttpConnection::on_write(evutil_socket_t, short, void* arg) {
     c.flush();
 }
 
-void HttpConnection::post_request_done() { event_active(&post_ev_, 0, 0); }
+// One event per worker for every posted connection (instead of an event in
+// each connection): the queue is run in the order of posting.
+namespace {
+struct PostedQueue {
+    event ev;
+    event_base* base = nullptr;
+    HttpConnection* head = nullptr;
+    HttpConnection* tail = nullptr;
+};
+PostedQueue& posted_queue() {
+    static PostedQueue q;
+    return q;
+}
+}  // namespace
 
-void HttpConnection::on_posted(evutil_socket_t, short, void* arg) {
-    auto& c = *static_cast<HttpConnection*>(arg);
-    if (c.state_ == State::Closed) {
-        delete &c;
-        return;
+void HttpConnection::post_request_done() {
+    if (posted_) return;
+    posted_ = true;
+    PostedQueue& q = posted_queue();
+    if (q.base != worker_.base()) {  // the first post of this worker's loop
+        q.base = worker_.base();
+        q.head = q.tail = nullptr;
+        event_assign(&q.ev, q.base, -1, 0, on_posted, nullptr);
     }
-    c.request_done();
+    posted_next_ = nullptr;
+    if (q.tail) q.tail->posted_next_ = this;
+    else q.head = this;
+    q.tail = this;
+    event_active(&q.ev, 0, 0);
+}
+
+void HttpConnection::on_posted(evutil_socket_t, short, void*) {
+    PostedQueue& q = posted_queue();
+    while (HttpConnection* c = q.head) {
+        q.head = c->posted_next_;
+        if (!q.head) q.tail = nullptr;
+        c->posted_next_ = nullptr;
+        c->posted_ = false;
+        if (c->state_ == State::Closed) {
+            delete c;
+            continue;
+        }
+        c->request_done();
+    }
 }
 
 // ---- reading the head ----
@@ -149,7 +253,7 @@ void HttpConnection::on_posted(evutil_socket_t, short, void* arg) {
 bool HttpConnection::ensure_room() {
     if (end_ < buf_size_) return true;
     if (start_ > 0) {
-        memmove(buf_.get(), buf_.get() + start_, end_ - start_);
+        memmove(buf_, buf_ + start_, end_ - start_);
         end_ -= start_;
         start_ = 0;
         return true;
@@ -160,17 +264,19 @@ bool HttpConnection::ensure_room() {
     size_t max = large * *default_srv_->large_client_header_buffers_num;
     size_t next = buf_size_ < large ? large : max;
     if (next <= buf_size_) return false;
-    std::unique_ptr<char[]> bigger(new char[next]);
-    memcpy(bigger.get(), buf_.get(), end_);
-    buf_ = std::move(bigger);
+    auto* bigger = static_cast<char*>(BlockPools::current().get(next));
+    memcpy(bigger, buf_, end_);
+    BlockPools::current().put(buf_, buf_size_);
+    buf_ = bigger;
     buf_size_ = next;
     return true;
 }
 
 bool HttpConnection::fill_buffer(bool& eof) {
     eof = false;
+    acquire_buffer();
     if (!ensure_room()) return true;
-    ssize_t n = ::read(fd_, buf_.get() + end_, buf_size_ - end_);
+    ssize_t n = ::read(fd_, buf_ + end_, buf_size_ - end_);
     if (n > 0) {
         end_ += size_t(n);
         return true;
@@ -194,7 +300,11 @@ void HttpConnection::read_head() {
                        static_cast<unsigned long long>(number_), std::string(peer_text()).c_str());
         return close();
     }
-    if (end_ == start_) return;
+    if (end_ == start_) {
+        // Spurious readiness: an idle connection keeps no buffer.
+        if (!request_) release_buffer();
+        return;
+    }
     if (state_ == State::Idle) {
         state_ = State::ReadingHead;
         arm_timer(*default_srv_->client_header_timeout_ms);
@@ -203,10 +313,7 @@ void HttpConnection::read_head() {
 }
 
 void HttpConnection::try_parse() {
-    if (!request_) {
-        arena_.release();
-        request_.emplace(*this, &arena_);
-    }
+    if (!request_) new_request();
     size_t large = *default_srv_->large_client_header_buffers_size;
     ParseLimits limits;
     limits.max_request_line = large;
@@ -214,7 +321,7 @@ void HttpConnection::try_parse() {
     limits.max_head = large * *default_srv_->large_client_header_buffers_num;
     RequestHead& head = request_->head_;
     head.reset();
-    switch (parse_request_head(buf_.get() + start_, end_ - start_, limits, head)) {
+    switch (parse_request_head(buf_ + start_, end_ - start_, limits, head)) {
     case ParseResult::Complete: begin_request(head.head_length); return;
     case ParseResult::Incomplete: return;
     case ParseResult::Error:
@@ -245,10 +352,7 @@ void HttpConnection::reject(int status, const char* reason) {
     closing_ = true;
     state_ = State::Processing;
     event_del(&timer_ev_);
-    if (!request_) {
-        arena_.release();
-        request_.emplace(*this, &arena_);
-    }
+    if (!request_) new_request();
     ++requests_;
     start_ = end_;  // nothing after a bad head is trusted
     body_left_ = 0;
@@ -273,8 +377,8 @@ void HttpConnection::request_done() {
     uint64_t body_timeout_ms = *r.core_conf().client_body_timeout_ms;
     if (keepalive_ms_ == 0) keep = false;
     complete_request(r);  // log phase
-    request_.reset();
-    arena_.release();
+    free_request();
+    release_body_buffer();
     if (!keep) {
         closing_ = true;
         if (body_unread || end_ > start_) return start_lingering_close();
@@ -293,22 +397,24 @@ void HttpConnection::continue_after_request() {
         // Bytes read past a chunked body belong to the next request.
         size_t have = end_ - start_;
         size_t need = have + pipelined_.size();
+        if (!buf_) acquire_buffer();  // (start_ == end_ == 0 then)
         if (need > buf_size_) {
-            std::unique_ptr<char[]> bigger(new char[need]);
-            memcpy(bigger.get(), buf_.get() + start_, have);
-            buf_ = std::move(bigger);
+            auto* bigger = static_cast<char*>(BlockPools::current().get(need));
+            memcpy(bigger, buf_ + start_, have);
+            BlockPools::current().put(buf_, buf_size_);
+            buf_ = bigger;
             buf_size_ = need;
         } else {
-            memmove(buf_.get(), buf_.get() + start_, have);
+            memmove(buf_, buf_ + start_, have);
         }
-        memcpy(buf_.get() + have, pipelined_.data(), pipelined_.size());
+        memcpy(buf_ + have, pipelined_.data(), pipelined_.size());
         start_ = 0;
         end_ = need;
-        pipelined_.clear();
+        std::string().swap(pipelined_);
     }
     if (start_ < end_) {
-        // A pipelined request is already here.
-        memmove(buf_.get(), buf_.get() + start_, end_ - start_);
+        // A pipelined request is already here: it keeps the buffer.
+        memmove(buf_, buf_ + start_, end_ - start_);
         end_ -= start_;
         start_ = 0;
         state_ = State::ReadingHead;
@@ -319,7 +425,7 @@ void HttpConnection::continue_after_request() {
         }
         return try_parse();
     }
-    start_ = end_ = 0;
+    release_buffer();  // idle with nothing pipelined
     state_ = State::Idle;
     if (!reading_) {
         event_add(&read_ev_, nullptr);
@@ -354,10 +460,10 @@ bool HttpConnection::consume_body(const char*& p, size_t& n) {
 
 void HttpConnection::discard_body() {
     for (;;) {
-        const char* p = buf_.get() + start_;
+        const char* p = buf_ + start_;
         size_t n = end_ - start_;
         if (!consume_body(p, n)) return close();
-        start_ = size_t(p - buf_.get());
+        start_ = size_t(p - buf_);
         if (body_left_ == 0 && !body_chunked_) {
             event_del(&timer_ev_);
             return continue_after_request();
@@ -391,7 +497,8 @@ void HttpConnection::close() {
     if (state_ == State::Closed) return;
     state_ = State::Closed;
     event_del(&read_ev_);
-    event_del(&write_ev_);
+    if (slot_ && slot_->write_assigned) event_del(&slot_->write_ev);
+    write_armed_ = false;
     event_del(&timer_ev_);
     if (request_) abort_request(*request_);
     worker_.unregister_connection(this);
@@ -400,7 +507,7 @@ void HttpConnection::close() {
 
 int HttpConnection::detach(std::string& leftover) {
     if (state_ == State::Closed) return -1;
-    leftover.append(buf_.get() + start_, end_ - start_);
+    if (buf_) leftover.append(buf_ + start_, end_ - start_);
     leftover.append(pipelined_);
     start_ = end_;
     pipelined_.clear();
@@ -483,17 +590,17 @@ HttpConnection::BodyStep HttpConnection::feed_body(const char*& p, size_t& n) {
 // what a paused reader left of the last socket read.
 HttpConnection::BodyStep HttpConnection::feed_buffered_body() {
     if (start_ < end_) {
-        const char* p = buf_.get() + start_;
+        const char* p = buf_ + start_;
         size_t n = end_ - start_;
         BodyStep step = feed_body(p, n);
-        start_ = size_t(p - buf_.get());
+        start_ = size_t(p - buf_);
         return step;
     }
     if (body_buf_start_ < body_buf_end_) {
-        const char* p = body_buf_.get() + body_buf_start_;
+        const char* p = body_buf_ + body_buf_start_;
         size_t n = body_buf_end_ - body_buf_start_;
         BodyStep step = feed_body(p, n);
-        body_buf_start_ = size_t(p - body_buf_.get());
+        body_buf_start_ = size_t(p - body_buf_);
         if (step == BodyStep::Done && n > 0) pipelined_.append(p, n);  // past a chunked body's end
         if (step == BodyStep::Done || body_buf_start_ == body_buf_end_) body_buf_start_ = body_buf_end_ = 0;
         return step;
@@ -505,14 +612,13 @@ HttpConnection::BodyStep HttpConnection::feed_buffered_body() {
 
 void HttpConnection::pump_body() {
     Request& r = *request_;
-    constexpr size_t kBodyBufSize = 16384;
     for (;;) {
         BodyStep step = feed_buffered_body();
         if (step == BodyStep::NeedData) {
-            if (!body_buf_) body_buf_.reset(new char[kBodyBufSize]);
+            if (!body_buf_) body_buf_ = static_cast<char*>(BlockPools::current().get(kBodyBufSize));
             size_t want = kBodyBufSize;
             if (!body_chunked_) want = size_t(std::min<uint64_t>(body_left_, kBodyBufSize));
-            ssize_t got = ::read(fd_, body_buf_.get(), want);
+            ssize_t got = ::read(fd_, body_buf_, want);
             if (got < 0 && (errno == EAGAIN || errno == EINTR)) {
                 if (!reading_) {
                     event_add(&read_ev_, nullptr);
@@ -556,7 +662,7 @@ void HttpConnection::pump_body() {
 // is the next request's).
 void HttpConnection::drop_unread_body_bytes() {
     if (body_buf_start_ == body_buf_end_) return;
-    const char* p = body_buf_.get() + body_buf_start_;
+    const char* p = body_buf_ + body_buf_start_;
     size_t n = body_buf_end_ - body_buf_start_;
     body_buf_start_ = body_buf_end_ = 0;
     if (!consume_body(p, n)) {
@@ -611,18 +717,21 @@ void HttpConnection::force_close() { close(); }
 
 void HttpConnection::queue(std::string_view data) {
     if (data.empty()) return;
-    out_.push_back({data.data(), data.size(), -1, 0, false});
+    slot_->out.push_back({data.data(), data.size(), -1, 0, false});
     pending_bytes_ += data.size();
 }
 
 void HttpConnection::queue_file(int fd, off_t pos, off_t size, bool use_sendfile) {
     if (size <= 0) return;
-    out_.push_back({nullptr, size_t(size), fd, pos, !use_sendfile});
+    slot_->out.push_back({nullptr, size_t(size), fd, pos, !use_sendfile});
     pending_bytes_ += size_t(size);
 }
 
 bool HttpConnection::flush() {
     if (state_ == State::Closed) return false;
+    if (!slot_) return true;  // nothing can be queued without a request
+    auto& out_ = slot_->out;
+    size_t& out_head_ = slot_->out_head;
     bool was_blocked = write_armed_;
     while (out_head_ < out_.size()) {
         OutItem& item = out_[out_head_];
@@ -696,14 +805,20 @@ void HttpConnection::set_nodelay(bool on) {
 
 // ---- addresses ----
 
+HttpConnection::AddressCache& HttpConnection::addresses() {
+    if (!addresses_) addresses_ = std::make_unique<AddressCache>();
+    return *addresses_;
+}
+
 std::string_view HttpConnection::peer_text() {
-    if (!peer_text_[0]) {
+    char* text = addresses().peer_text;
+    if (!text[0]) {
         if (peer_.ss_family == AF_INET6)
-            inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&peer_)->sin6_addr, peer_text_, sizeof peer_text_);
+            inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&peer_)->sin6_addr, text, INET6_ADDRSTRLEN);
         else
-            inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&peer_)->sin_addr, peer_text_, sizeof peer_text_);
+            inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&peer_)->sin_addr, text, INET6_ADDRSTRLEN);
     }
-    return peer_text_;
+    return text;
 }
 
 uint16_t HttpConnection::peer_port() const {
@@ -712,23 +827,25 @@ uint16_t HttpConnection::peer_port() const {
 }
 
 const sockaddr_storage& HttpConnection::local() {
-    if (!local_known_) {
-        socklen_t len = sizeof local_;
-        if (getsockname(fd_, reinterpret_cast<sockaddr*>(&local_), &len) != 0) local_ = listening_.addr;
-        local_known_ = true;
+    AddressCache& a = addresses();
+    if (!a.local_known) {
+        socklen_t len = sizeof a.local;
+        if (getsockname(fd_, reinterpret_cast<sockaddr*>(&a.local), &len) != 0) a.local = listening_.addr;
+        a.local_known = true;
     }
-    return local_;
+    return a.local;
 }
 
 std::string_view HttpConnection::local_text() {
-    if (!local_text_[0]) {
-        const sockaddr_storage& a = local();
+    const sockaddr_storage& a = local();
+    char* text = addresses_->local_text;
+    if (!text[0]) {
         if (a.ss_family == AF_INET6)
-            inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&a)->sin6_addr, local_text_, sizeof local_text_);
+            inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&a)->sin6_addr, text, INET6_ADDRSTRLEN);
         else
-            inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&a)->sin_addr, local_text_, sizeof local_text_);
+            inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&a)->sin_addr, text, INET6_ADDRSTRLEN);
     }
-    return local_text_;
+    return text;
 }
 
 uint16_t HttpConnection::local_port() {

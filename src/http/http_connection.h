@@ -100,6 +100,15 @@ private:
     void check_client_closed();
     void arm_timer(uint64_t ms);
     void want_write(bool on);
+    // Per-request memory (see RequestSlot): taken when a request starts,
+    // given back when it ends.
+    Request& new_request();
+    void free_request();
+    // The read buffer exists only while bytes are pending or a request
+    // holds views into it.
+    void acquire_buffer();
+    void release_buffer();
+    void release_body_buffer();
 
     Worker& worker_;
     Listening& listening_;
@@ -107,10 +116,11 @@ private:
     int fd_;
     sockaddr_storage peer_;
     socklen_t peer_len_;
-    sockaddr_storage local_{};
-    bool local_known_ = false;
-    char peer_text_[64] = {0};
-    char local_text_[64] = {0};
+    // The local address and the addresses as text, out of line: made when
+    // first asked for ($server_addr, $remote_addr, a log line), then kept.
+    struct AddressCache;
+    std::unique_ptr<AddressCache> addresses_;
+    AddressCache& addresses();
     uint64_t number_;
     uint64_t requests_ = 0;
     State state_ = State::ReadingHead;
@@ -119,12 +129,16 @@ private:
     bool reading_ = false;
     uint64_t keepalive_ms_ = 75000;  // keepalive_timeout of the last request's location
 
-    event read_ev_, write_ev_, timer_ev_, post_ev_;
+    event read_ev_, timer_ev_;
+    // In the worker's queue of posted connections (post_request_done).
+    HttpConnection* posted_next_ = nullptr;
+    bool posted_ = false;
 
-    // The read buffer. Request views point into it, so it is never
-    // reallocated while a request lives; between requests the unread tail
-    // moves to the front.
-    std::unique_ptr<char[]> buf_;
+    // The read buffer, from the worker's block pools. Request views point
+    // into it, so it is never reallocated while a request lives; between
+    // requests the unread tail moves to the front, and an idle connection
+    // with nothing pipelined gives it back (nginx's ngx_http_set_keepalive).
+    char* buf_ = nullptr;
     size_t buf_size_ = 0, start_ = 0, end_ = 0;
     CoreSrvConf* default_srv_;
 
@@ -134,7 +148,7 @@ private:
     bool body_chunked_ = false;
     BodyReader* body_reader_ = nullptr;
     bool body_paused_ = false;
-    std::unique_ptr<char[]> body_buf_;  // socket reads of body bytes past the head buffer
+    char* body_buf_ = nullptr;  // socket reads of body bytes past the head buffer (pooled)
     // What a reader that paused has not taken yet of the last socket read.
     size_t body_buf_start_ = 0, body_buf_end_ = 0;
     std::string pipelined_;             // bytes read past a chunked body: the next request's
@@ -149,14 +163,14 @@ private:
     };
     ssize_t write_file_item(OutItem& item);
     bool nodelay_ = true;
-    std::pmr::vector<OutItem> out_;
-    size_t out_head_ = 0;
     size_t pending_bytes_ = 0;
 
-    // Per-request memory: an inline first block, more from the heap.
-    alignas(std::max_align_t) char arena_block_[4096];
-    std::pmr::monotonic_buffer_resource arena_;
-    std::optional<Request> request_;
+    // Everything that lives only while a request is in progress, placed at
+    // the start of one pooled block whose rest seeds the request's arena:
+    // an idle connection holds none of it.
+    struct RequestSlot;
+    RequestSlot* slot_ = nullptr;
+    Request* request_ = nullptr;  // in slot_
 };
 
 }  // namespace sluice::http
