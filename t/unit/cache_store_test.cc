@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <random>
 #include <string>
@@ -325,6 +326,7 @@ TEST(CacheStoreConcurrency, ReadersSeeWholeVersionsWhileEntriesAreReplacedAndEvi
     Zone z(small_geometry(32, 96, 128));
     constexpr int kKeys = 12, kReaders = 3, kWrites = 1500, kReads = 4000;
     std::atomic<int> bad{0}, hits{0};
+    std::atomic<bool> first_written{false};
     std::thread writer([&] {
         Store s;
         ASSERT_TRUE(s.attach(z.base, z.size, limits()));
@@ -332,13 +334,21 @@ TEST(CacheStoreConcurrency, ReadersSeeWholeVersionsWhileEntriesAreReplacedAndEvi
             int key = i % kKeys, version = i / kKeys;
             std::string head = std::to_string(key) + ":" + std::to_string(version);
             put(s, "key" + std::to_string(key), head, versioned_body(key, version, size_t(200 + i % 700)), i);
+            first_written.store(true);
         }
     });
+    // Readers start once something is stored: on a loaded machine they could
+    // otherwise finish their lookups before the writer runs at all.
+    auto wait_for_writer = [&] {
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (!first_written.load() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+    };
     std::vector<std::thread> readers;
     for (int r = 0; r < kReaders; ++r) {
         readers.emplace_back([&, r] {
             Store s;
             ASSERT_TRUE(s.attach(z.base, z.size, limits()));
+            wait_for_writer();
             std::vector<Hit> held;  // some pins are kept across later replacements
             for (int i = 0; i < kReads; ++i) {
                 int key = (i + r) % kKeys;
