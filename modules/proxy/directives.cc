@@ -313,6 +313,7 @@ bool merge_loc(ConfContext& cx, const ModuleConf& parent, ModuleConf& child) {
         c.pass_headers = p.pass_headers;
     }
     c.hidden = effective_hidden(c.hide_headers, c.pass_headers);
+    if (!proxy_cache_merge(cx, p.cache, c.cache)) return false;
     if (c.target && !resolve_target(cx, *c.target)) return false;
     if (c.target && std::find(mc.temp_paths.begin(), mc.temp_paths.end(), *c.client_body_temp_path) == mc.temp_paths.end())
         mc.temp_paths.push_back(*c.client_body_temp_path);
@@ -345,7 +346,9 @@ std::unique_ptr<ModuleConf> create_main() { return std::make_unique<ProxyMainCon
 bool postconfiguration(ConfContext& cx, HttpPhases&) {
     if (!proxy_add_variables(current_main_conf(cx).variables))
         return cx.error("a proxy variable is already defined");
+    if (!proxy_cache_check_zones(cx)) return false;
     create_temp_paths(cx, main_conf(cx));
+    proxy_cache_create_paths(cx);
     return true;
 }
 
@@ -376,6 +379,24 @@ const Directive kDirectives[] = {
      set_msec<&ProxyLocConf::next_upstream_timeout_ms>},
     {"client_body_buffer_size", kLoc, Args(1), ConfLevel::Location, set_size<&ProxyLocConf::client_body_buffer_size>},
     {"client_body_temp_path", kLoc, Args(1, 4), ConfLevel::Location, set_client_body_temp_path},
+    // The response cache (cache_directives.cc).
+    {"proxy_cache_path", kHttpContext, AnyArgs(2), ConfLevel::Main, set_proxy_cache_path},
+    {"proxy_cache", kLoc, Args(1), ConfLevel::Location, set_proxy_cache},
+    {"proxy_cache_key", kLoc, Args(1), ConfLevel::Location, set_proxy_cache_key},
+    {"proxy_cache_methods", kLoc, AnyArgs(1), ConfLevel::Location, set_proxy_cache_methods},
+    {"proxy_cache_valid", kLoc, AnyArgs(1), ConfLevel::Location, set_proxy_cache_valid},
+    {"proxy_cache_min_uses", kLoc, Args(1), ConfLevel::Location, set_proxy_cache_min_uses},
+    {"proxy_cache_bypass", kLoc, AnyArgs(1), ConfLevel::Location, set_proxy_cache_predicate},
+    {"proxy_no_cache", kLoc, AnyArgs(1), ConfLevel::Location, set_proxy_cache_predicate},
+    {"proxy_cache_purge", kLoc, AnyArgs(1), ConfLevel::Location, set_proxy_cache_predicate},
+    {"proxy_cache_use_stale", kLoc, AnyArgs(1), ConfLevel::Location, set_proxy_cache_use_stale},
+    {"proxy_cache_background_update", kLoc, Args(1), ConfLevel::Location, set_proxy_cache_flag},
+    {"proxy_cache_lock", kLoc, Args(1), ConfLevel::Location, set_proxy_cache_flag},
+    {"proxy_cache_revalidate", kLoc, Args(1), ConfLevel::Location, set_proxy_cache_flag},
+    {"proxy_cache_convert_head", kLoc, Args(1), ConfLevel::Location, set_proxy_cache_flag},
+    {"proxy_cache_lock_timeout", kLoc, Args(1), ConfLevel::Location, set_proxy_cache_msec},
+    {"proxy_cache_lock_age", kLoc, Args(1), ConfLevel::Location, set_proxy_cache_msec},
+    {"proxy_ignore_headers", kLoc, AnyArgs(1), ConfLevel::Location, set_proxy_ignore_headers},
 };
 
 }  // namespace
@@ -435,6 +456,8 @@ Module proxy_module = {
     .create_loc_conf = http::create_loc,
     .merge_loc_conf = http::merge_loc,
     .postconfiguration = http::postconfiguration,
+    .init_worker = http::proxy_cache_init_worker,
+    .exit_worker = http::proxy_cache_exit_worker,
 };
 
 }  // namespace sluice

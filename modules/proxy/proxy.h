@@ -22,6 +22,7 @@
 #include "http/http_request.h"
 #include "http/http_upstream.h"
 #include "http/http_variables.h"
+#include "proxy_cache.h"
 
 namespace sluice {
 extern Module proxy_module;
@@ -113,6 +114,8 @@ struct ProxyLocConf : ModuleConf {
     std::shared_ptr<const std::vector<ProxyHeader>> headers;  // own or inherited, plus defaults
     std::shared_ptr<const std::vector<ProxyArgEdit>> args;
     std::shared_ptr<const ProxyHiddenHeaders> hidden;
+
+    ProxyCacheConf cache;  // proxy_cache_* (proxy_cache.h)
 };
 
 struct ProxyMainConf : ModuleConf {
@@ -123,6 +126,8 @@ struct ProxyMainConf : ModuleConf {
     std::vector<std::string> temp_paths;
     bool defaults_compiled = false;
     ProxyHeader default_host, default_connection;
+    // proxy_cache_path zones, in order (CacheZone::index).
+    std::vector<std::unique_ptr<CacheZone>> cache_zones;
 };
 
 // ---- the per-request state ----
@@ -220,12 +225,19 @@ struct ProxyCtx {
     BodyChain* chain = nullptr;
 
     bool finished = false;         // the request was finalized
+    // The client has its answer already (a stale entry served while the
+    // cache refreshes it): the response only goes to the cache.
+    bool sink = false;
+    bool head_upstream = false;    // the method sent upstream is HEAD: no response body
+    ProxyCacheCtx* cache = nullptr;  // the location caches (proxy_cache.h)
     ProxyAttempt* attempts = nullptr;
     ProxyAttempt* attempt = nullptr;  // the current one
 };
 
 // ---- proxy_module.cc ----
 Next proxy_handler(Request& r);
+// After the cache had its say: reads the body if needed, connects, sends.
+Next proxy_forward(ProxyCtx& ctx);
 // Any failure of the current attempt: retries or answers. `ft` is a ProxyFailure bit.
 void proxy_fail(ProxyCtx& ctx, uint32_t ft, const char* what, int err);
 // The response reached its end or the client went away: release everything.
@@ -277,6 +289,8 @@ ProxyBodyMode proxy_body_mode(const ProxyCtx& ctx);
 std::string_view proxy_add_x_forwarded_for(Request& r);
 
 // ---- proxy_response.cc ----
+// A response header the location does not pass (proxy_hide_header, Date, Server, X-Accel-*).
+bool proxy_header_hidden(const ProxyHiddenHeaders& h, std::string_view name);
 // The upstream socket is readable.
 void proxy_on_readable(ProxyCtx& ctx);
 // The client took everything queued: read more.

@@ -180,6 +180,7 @@ void connect_next(ProxyCtx& ctx, int last_status) {
         if (ctx.tries == 0)
             proxy_log(ctx, LogLevel::Error, 0, "no live upstreams while connecting to upstream \"%s\"",
                       ctx.upstream->name.c_str());
+        if (ctx.tries == 0 && ctx.cache) ctx.cache->failure = kFtError;  // nginx: an error, for use_stale
         proxy_finish(ctx, last_status);
         return;
     }
@@ -253,6 +254,11 @@ void abort_response(ProxyCtx& ctx, bool failed) {
     ctx.attempt->end_ms = current_msec();
     report_peer(ctx, failed);
     proxy_close_upstream(ctx);
+    if (ctx.sink) {
+        // Only the cache's refresh failed: the client has its whole answer.
+        proxy_finish(ctx, ctx.r->status());
+        return;
+    }
     ctx.finished = true;
     ctx.r->set_drain_handler(nullptr, nullptr);
     ctx.r->connection().close();
@@ -397,6 +403,7 @@ void proxy_fail(ProxyCtx& ctx, uint32_t ft, const char* what, int err) {
         return;
     }
     log_failure(ctx, LogLevel::Error, what, err);
+    if (ctx.cache) ctx.cache->failure = ft;
     int status = ft == kFtTimeout ? 504 : 502;
     ctx.attempt->status = status;
     ctx.attempt->end_ms = current_msec();
@@ -430,6 +437,8 @@ bool proxy_failure_counts(uint32_t ft) { return !(ft & (kFtHttp403 | kFtHttp404)
 
 void proxy_finish(ProxyCtx& ctx, int status) {
     if (ctx.finished) return;
+    // A gateway error with a stale entry at hand: stale-if-error may answer.
+    if (status >= 500 && ctx.cache && proxy_cache_on_error(ctx, status)) status = ctx.r->status();
     ctx.finished = true;
     proxy_close_upstream(ctx);
     report_peer(ctx, false);
@@ -486,18 +495,30 @@ Next proxy_handler(Request& r) {
         r.set_status(status);
         return Next::Finish;
     }
-    ctx->body_mode = proxy_body_mode(*ctx);
-    if (ctx->body_mode == ProxyBodyMode::Buffered) {
-        r.read_body(&ctx->reader);  // connects once the whole body is here
+    switch (proxy_cache_start(*ctx)) {
+    case CacheStart::Done:
+        ctx->finished = true;
+        return Next::Finish;
+    case CacheStart::Wait: return Next::Suspend;
+    case CacheStart::Forward: break;
+    }
+    return proxy_forward(*ctx);
+}
+
+Next proxy_forward(ProxyCtx& ctx) {
+    Request& r = *ctx.r;
+    ctx.body_mode = proxy_body_mode(ctx);
+    if (ctx.body_mode == ProxyBodyMode::Buffered) {
+        r.read_body(&ctx.reader);  // connects once the whole body is here
         return Next::Suspend;
     }
-    if (!proxy_build_request(*ctx)) {
-        ctx->finished = true;
+    if (!proxy_build_request(ctx)) {
+        ctx.finished = true;
         r.set_status(500);
         return Next::Finish;
     }
-    if (ctx->body_mode == ProxyBodyMode::None) proxy_watch_client(*ctx);
-    connect_next(*ctx, 502);
+    if (ctx.body_mode == ProxyBodyMode::None) proxy_watch_client(ctx);
+    connect_next(ctx, 502);
     return Next::Suspend;
 }
 

@@ -538,6 +538,8 @@ bool proxy_build_request(ProxyCtx& ctx) {
     const ProxyLocConf& conf = *ctx.conf;
     const std::vector<ProxyHeader>& set = *conf.headers;
     std::string_view method = r.method() == Method::Unknown ? r.method_name() : method_name(r.method());
+    if (ctx.cache) method = proxy_cache_upstream_method(ctx, method);
+    ctx.head_upstream = method == "HEAD";
     std::string_view version = *conf.http_minor == 1 ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n";
     size_t total = method.size() + 1 + ctx.uri.size() + version.size() + 2;
 
@@ -573,6 +575,8 @@ bool proxy_build_request(ProxyCtx& ctx) {
         framing = "Transfer-Encoding: chunked\r\n";
     }
     total += framing.size();
+    const size_t cache_extra = ctx.cache ? proxy_cache_request_headers_size(ctx) : 0;
+    total += cache_extra;
 
     std::string_view tokens[kMaxConnectionTokens];
     size_t ntokens = 0;
@@ -583,6 +587,7 @@ bool proxy_build_request(ProxyCtx& ctx) {
         ntokens = connection_tokens(r, tokens);
         for (const Header& h : in) {
             if (!forwarded(h.name, set, tokens, ntokens)) continue;
+            if (ctx.cache && proxy_cache_skips_request_header(ctx, h.name)) continue;
             pass[npass++] = &h;
             total += h.name.size() + 4 + h.value.size();
         }
@@ -596,6 +601,7 @@ bool proxy_build_request(ProxyCtx& ctx) {
     for (size_t i = 0; i < set.size(); ++i)
         if (!values[i].empty()) p = put_header(p, set[i].name, values[i]);
     p = put(p, framing);
+    if (cache_extra) p += proxy_cache_request_headers(ctx, p, cache_extra).size();
     for (size_t i = 0; i < npass; ++i) p = put_header(p, pass[i]->name, pass[i]->value);
     *p++ = '\r';
     *p++ = '\n';

@@ -220,7 +220,9 @@ bool relay_data(ProxyCtx& ctx, const char* p, size_t n) {
         chain.last = true;
         break;
     }
-    if ((!chain.bufs.empty() || chain.last) && !r.send_body(chain)) {
+    if (ctx.cache)
+        for (const BodyBuf& b : chain.bufs) proxy_cache_body(ctx, b.data);
+    if ((!chain.bufs.empty() || chain.last) && !ctx.sink && !r.send_body(chain)) {
         proxy_finish(ctx, 0);  // the client is gone
         return false;
     }
@@ -229,6 +231,7 @@ bool relay_data(ProxyCtx& ctx, const char* p, size_t n) {
         return false;
     }
     if (chain.last) {
+        if (ctx.cache) proxy_cache_complete(ctx);
         decide_reuse(ctx);
         proxy_response_complete(ctx);
         return false;
@@ -239,7 +242,9 @@ bool relay_data(ProxyCtx& ctx, const char* p, size_t n) {
 void relay(ProxyCtx& ctx) {
     ctx.in_relay = true;
     for (;;) {
-        if (ctx.r->output_pending() == 0) ctx.used = 0;  // the client took everything the window held
+        // The window is free again once the client took everything it held
+        // (the cache copies what it stores at once).
+        if (ctx.sink || ctx.r->output_pending() == 0) ctx.used = 0;
         size_t space = ctx.block_size - ctx.used;
         if (space == 0) {
             pause_reading(ctx);
@@ -257,10 +262,11 @@ void relay(ProxyCtx& ctx) {
                 BodyChain& chain = *ctx.chain;
                 chain.bufs.clear();
                 chain.last = true;
-                if (!ctx.r->send_body(chain)) {
+                if (!ctx.sink && !ctx.r->send_body(chain)) {
                     proxy_finish(ctx, 0);
                     break;
                 }
+                if (ctx.cache) proxy_cache_complete(ctx);
                 proxy_response_complete(ctx);
                 break;
             }
@@ -344,7 +350,14 @@ void handle_head(ProxyCtx& ctx) {
     }
     uint32_t ft = proxy_status_failure(h.status);
     if (ft && proxy_retry_status(ctx, ft, h.status)) return;
-    if (*ctx.conf->intercept_errors && h.status >= 300 && has_error_page(r, h.status)) {
+    if (ctx.cache && proxy_cache_on_head(ctx)) {
+        // The cache answered (a revalidated entry, or a stale one instead
+        // of an error status): this response goes no further.
+        ctx.attempt->end_ms = current_msec();
+        proxy_finish(ctx, r.status());
+        return;
+    }
+    if (!ctx.sink && *ctx.conf->intercept_errors && h.status >= 300 && has_error_page(r, h.status)) {
         ctx.attempt->end_ms = current_msec();
         proxy_finish(ctx, h.status);
         return;
@@ -355,19 +368,21 @@ void handle_head(ProxyCtx& ctx) {
     // the response does. Should the response end first, the rest of the
     // body is the core's to discard and the connection is not reused.
     keep_head(ctx);
-    map_headers(ctx);
     if (h.body == ResponseHead::Body::Chunked) ctx.decoder.reset();
     ctx.body_left = h.content_length;
     r.set_drain_handler(proxy_on_drain, &ctx);
-    if (!r.send_header()) {
-        proxy_finish(ctx, 0);
-        return;
-    }
-    // A head without body bytes yet goes to the client now: the body may be
-    // long in coming (a stream, an echo waiting for the request body).
-    if (ctx.head_filled == h.head_length && h.body != ResponseHead::Body::None && !r.connection().flush()) {
-        proxy_finish(ctx, 0);
-        return;
+    if (!ctx.sink) {
+        map_headers(ctx);
+        if (!r.send_header()) {
+            proxy_finish(ctx, 0);
+            return;
+        }
+        // A head without body bytes yet goes to the client now: the body may be
+        // long in coming (a stream, an echo waiting for the request body).
+        if (ctx.head_filled == h.head_length && h.body != ResponseHead::Body::None && !r.connection().flush()) {
+            proxy_finish(ctx, 0);
+            return;
+        }
     }
     proxy_arm_timer(ctx, ProxyTimer::Read, *ctx.conf->read_timeout_ms);
     // Body bytes that came with the head are in the window after it.
@@ -409,7 +424,7 @@ void read_head(ProxyCtx& ctx) {
     limits.max_header_line = limit;
     limits.max_head = limit;
     for (;;) {
-        ParseResult rc = parse_response_head(ctx.block, ctx.head_filled, limits, ctx.r->method() == Method::Head, *ctx.resp);
+        ParseResult rc = parse_response_head(ctx.block, ctx.head_filled, limits, ctx.head_upstream, *ctx.resp);
         if (rc == ParseResult::Incomplete) {
             if (ctx.head_filled == limit)
                 proxy_fail(ctx, kFtInvalidHeader, "upstream sent too big header while reading response header from upstream", 0);
@@ -433,6 +448,8 @@ void read_head(ProxyCtx& ctx) {
 }
 
 }  // namespace
+
+bool proxy_header_hidden(const ProxyHiddenHeaders& h, std::string_view name) { return hidden(h, name); }
 
 uint32_t proxy_status_failure(int status) {
     switch (status) {

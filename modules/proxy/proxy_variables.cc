@@ -74,6 +74,13 @@ bool get_proxy_port(Request& r, V& value, uintptr_t) {
     return true;
 }
 
+bool get_upstream_cache_status(Request& r, V& value, uintptr_t) {
+    const ProxyCtx* ctx = ctx_of(r);
+    if (!ctx) return false;
+    value = proxy_cache_status_name(*ctx);
+    return !value.empty();
+}
+
 bool get_x_forwarded_for(Request& r, V& value, uintptr_t) {
     value = proxy_add_x_forwarded_for(r);
     return true;
@@ -98,7 +105,8 @@ bool proxy_add_variables(Variables& v) {
         if (v.add(d.name, get_upstream, uintptr_t(d.field), kVarNoCache) < 0) return false;
     return v.add("proxy_host", get_proxy_host, 0, kVarNoCache) >= 0 &&
            v.add("proxy_port", get_proxy_port, 0, kVarNoCache) >= 0 &&
-           v.add("proxy_add_x_forwarded_for", get_x_forwarded_for, 0) >= 0;
+           v.add("proxy_add_x_forwarded_for", get_x_forwarded_for, 0) >= 0 &&
+           v.add("upstream_cache_status", get_upstream_cache_status, 0, kVarNoCache) >= 0;
 }
 
 }  // namespace sluice::http

@@ -101,6 +101,7 @@ void ErrorLog::write(LogLevel level, const char* fmt, va_list ap) {
 }
 
 void log_error(LogLevel level, const char* fmt, ...) {
+    if (!ErrorLog::instance().enabled(level)) return;  // below error_log's level, as nginx's ngx_log_error
     va_list ap;
     va_start(ap, fmt);
     ErrorLog::instance().write(level, fmt, ap);

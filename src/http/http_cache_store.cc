@@ -138,7 +138,10 @@ bool format(void* base, size_t size, const Geometry& g) {
     if (g.entries == 0 || g.blocks == 0 || g.blocks >= kNone || g.block_size == 0) return false;
     const Offsets o = offsets_for(g);
     if (size != o.end) return false;
-    memset(base, 0, size);
+    // The metadata only: data blocks are payload, never read before written,
+    // and a fresh mapping is zero anyway; touching them would make the whole
+    // max_size resident at start-up.
+    memset(base, 0, o.data);
     auto* h = static_cast<ZoneHeader*>(base);
     if (getrandom(h->secret, sizeof h->secret, 0) != ssize_t(sizeof h->secret)) return false;
     if (!init_robust_mutex(h->lock)) return false;
