@@ -457,7 +457,7 @@ void revalidated(ProxyCtx& ctx) {
     c.stored.policy = policy;
     c.stored.text = text;
     split_lines(r, text, c.stored);
-    c.status = UpstreamCacheStatus::Revalidated;
+    if (!ctx.sink) c.status = UpstreamCacheStatus::Revalidated;  // a background refresh logs what the client got
     if (cache::storability(fill_request_info(ctx), info, pol, now) == cache::StoreVerdict::Store) {
         StoredPrefix prefix{};
         prefix.magic = kStoredMagic;
@@ -667,8 +667,10 @@ bool proxy_cache_init_worker(Cycle& cycle) {
 void proxy_cache_exit_worker(Cycle&) {
     if (!caches) return;
     if (caches->sweep) event_free(caches->sweep);
-    delete caches;  // detaches: pins and fills of this worker are gone already
-    caches = nullptr;
+    caches->sweep = nullptr;
+    // The stores stay attached: a request freed after the loop ended may
+    // still release a pin through them. The process is exiting; the next
+    // sweep by any worker frees this client's slot.
 }
 
 CacheStart proxy_cache_start(ProxyCtx& ctx) {
@@ -713,7 +715,7 @@ size_t proxy_cache_request_headers_size(const ProxyCtx& ctx) {
         cache::parse_response_cache_info(c.stored.status, headers_of(c.stored), c.conf->policy);
     cache::Validators v = cache::conditional_request_validators(info);
     size_t n = 0;
-    if (!v.if_none_match.empty()) n += 15 + v.if_none_match.size();
+    if (!v.if_none_match.empty()) n += 17 + v.if_none_match.size();  // "If-None-Match: " value CRLF
     if (!v.if_modified_since.empty()) n += 21 + v.if_modified_since.size();
     return n;
 }

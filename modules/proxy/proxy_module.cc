@@ -477,7 +477,9 @@ void proxy_body_buffered(ProxyCtx& ctx) {
 }
 
 void proxy_watch_client(ProxyCtx& ctx) {
-    if (!*ctx.conf->ignore_client_abort) ctx.r->watch_client_close(on_client_closed, &ctx);
+    // A background refresh (sink) runs to its end whatever the client does:
+    // it has its answer, and the cache wants the new one.
+    if (!*ctx.conf->ignore_client_abort && !ctx.sink) ctx.r->watch_client_close(on_client_closed, &ctx);
 }
 
 Next proxy_handler(Request& r) {
