@@ -30,7 +30,7 @@ constexpr int kWaitMaxMs = 50;
 constexpr int64_t kSweepIntervalMs = 1000;
 constexpr size_t kMaxStoredHeaders = 100;
 constexpr size_t kMaxVaryKey = 4096;
-constexpr uint32_t kStoredMagic = 0x53434831;  // "SCH1": the layout of StoredPrefix
+constexpr uint32_t kStoredMagic = 0x53434832;  // "SCH2": the layout of StoredPrefix (entries of another are misses)
 
 enum class StoredKind : uint32_t { Response = 1, VaryRecord = 2 };
 
@@ -41,6 +41,7 @@ struct StoredPrefix {
     StoredKind kind;
     int32_t status;
     uint32_t text_size;  // header lines ("Name: value\r\n") or, for a Vary record, the field names
+    uint32_t line_count;  // header lines in the text
     cache::EntryPolicy policy;
 };
 
@@ -159,28 +160,27 @@ std::string_view copy_head(Request& r, const hc::Hit& hit) {
     return {out, size_t(size)};
 }
 
-// Splits "Name: value\r\n" lines into headers in the arena.
-bool split_lines(Request& r, std::string_view text, StoredResponse& out) {
-    size_t lines = 0;
-    for (char ch : text)
-        if (ch == '\n') ++lines;
-    if (lines > kMaxStoredHeaders * 2) return false;
-    auto* headers = static_cast<Header*>(r.arena()->allocate(sizeof(Header) * (lines ? lines : 1), alignof(Header)));
+// Splits the `count` "Name: value\r\n" lines of a stored head into headers
+// in the arena (views into `text`). False when the text is not such lines.
+bool split_lines(Request& r, std::string_view text, size_t count, StoredResponse& out) {
+    if (count > kMaxStoredHeaders) return false;
+    auto* headers = static_cast<Header*>(r.arena()->allocate(sizeof(Header) * (count ? count : 1), alignof(Header)));
+    const char* p = text.data();
+    const char* end = p + text.size();
     size_t n = 0;
-    while (!text.empty()) {
-        size_t eol = text.find("\r\n");
-        if (eol == std::string_view::npos) return false;
-        std::string_view line = text.substr(0, eol);
-        text.remove_prefix(eol + 2);
-        size_t colon = line.find(':');
-        if (colon == std::string_view::npos || colon + 1 >= line.size() + 1) return false;
-        std::string_view value = line.substr(colon + 1);
-        if (!value.empty() && value[0] == ' ') value.remove_prefix(1);
-        headers[n++] = Header{line.substr(0, colon), value};
+    while (p < end) {
+        if (n == count) return false;
+        const char* colon = static_cast<const char*>(memchr(p, ':', size_t(end - p)));
+        if (!colon || end - colon < 3 || colon[1] != ' ') return false;
+        const char* value = colon + 2;
+        const char* cr = static_cast<const char*>(memchr(value, '\r', size_t(end - value)));
+        if (!cr || cr + 1 >= end || cr[1] != '\n') return false;
+        headers[n++] = Header{{p, size_t(colon - p)}, {value, size_t(cr - value)}};
+        p = cr + 2;
     }
     out.headers = headers;
     out.header_count = n;
-    return true;
+    return n == count;
 }
 
 // Reads an entry's head: false when it is not one of ours (a layout change).
@@ -212,12 +212,15 @@ bool keep_field(std::string_view name, std::span<const Header> all) {
     return cache::header_storable(name, all);
 }
 
-std::string_view header_lines(Request& r, std::span<const Header> headers, int64_t date_if_missing) {
+std::string_view header_lines(Request& r, std::span<const Header> headers, int64_t date_if_missing,
+                              uint32_t& line_count) {
     size_t total = 0;
     bool has_date = false;
+    line_count = 0;
     for (const Header& h : headers) {
         if (!keep_field(h.name, headers)) continue;
         total += h.name.size() + h.value.size() + 4;
+        ++line_count;
         if (field_name_is(h.name, "date")) has_date = true;
     }
     char date[kHttpDateLength + 1];
@@ -225,6 +228,7 @@ std::string_view header_lines(Request& r, std::span<const Header> headers, int64
     if (!has_date && date_if_missing >= 0) {
         date_value = format_http_date(date_if_missing, date);
         total += 6 + date_value.size() + 2;
+        ++line_count;
     }
     char* out = static_cast<char*>(r.arena()->allocate(total ? total : 1, 1));
     char* p = out;
@@ -288,7 +292,7 @@ void find_entry(ProxyCacheCtx& c, int64_t now_ms) {
     s.policy = prefix.policy;
     s.status = prefix.status;
     s.text = text;
-    if (!split_lines(r, text, s)) return;
+    if (!split_lines(r, text, prefix.line_count, s)) return;
     c.hit = std::move(hit);
     c.have_stored = true;
 }
@@ -322,7 +326,7 @@ void map_stored_headers(ProxyCtx& ctx, bool not_modified) {
         else out.add(n, h.value);
     }
     char buf[24];
-    int64_t age = cache::current_age(c.stored.policy.corrected_initial_age, c.stored.policy.response_time, now_sec());
+    int64_t age = cache::current_age(c.stored.policy.corrected_initial_age, c.stored.policy.response_time, c.now);
     out.add("Age", r.copy(cache::format_age(age, buf)));
 }
 
@@ -412,7 +416,7 @@ void begin_storing(ProxyCtx& ctx) {
     prefix.kind = StoredKind::Response;
     prefix.status = h.status;
     prefix.policy = cache::make_entry_policy(info, pol, c.request_time, now);
-    std::string_view text = header_lines(r, headers, info.date < 0 ? prefix.policy.date : -1);
+    std::string_view text = header_lines(r, headers, info.date < 0 ? prefix.policy.date : -1, prefix.line_count);
     prefix.text_size = uint32_t(text.size());
     const uint64_t expected = h.body == ResponseHead::Body::Length ? h.content_length
                               : h.body == ResponseHead::Body::None ? 0
@@ -453,10 +457,12 @@ void revalidated(ProxyCtx& ctx) {
     cache::ResponseCacheInfo info = cache::parse_response_cache_info(c.stored.status, fields, pol);
     info.age = cache::parse_age(nm);
     cache::EntryPolicy policy = cache::make_entry_policy(info, pol, c.request_time, now);
-    std::string_view text = header_lines(r, fields, -1);
+    uint32_t lines = 0;
+    std::string_view text = header_lines(r, fields, -1, lines);
     c.stored.policy = policy;
     c.stored.text = text;
-    split_lines(r, text, c.stored);
+    c.now = now;
+    split_lines(r, text, lines, c.stored);
     if (!ctx.sink) c.status = UpstreamCacheStatus::Revalidated;  // a background refresh logs what the client got
     if (cache::storability(fill_request_info(ctx), info, pol, now) == cache::StoreVerdict::Store) {
         StoredPrefix prefix{};
@@ -465,6 +471,7 @@ void revalidated(ProxyCtx& ctx) {
         prefix.status = c.stored.status;
         prefix.policy = policy;
         prefix.text_size = uint32_t(text.size());
+        prefix.line_count = lines;
         hc::Fill f = c.store->begin_fill(c.entry_key, make_head(r, prefix, text), c.hit.body_size(), now_ms);
         if (f && f.append_body_from(c.hit)) f.commit(meta_for(policy), now_ms);
     } else {
@@ -593,10 +600,14 @@ CacheStart decide(ProxyCtx& ctx) {
     const bool bypass = any_true(r, c.conf->bypass);
     if (!bypass) find_entry(c, now_ms);
     cache::ReuseContext rc;
-    rc.now = now_sec();
+    rc.now = c.now = now_sec();
     rc.bypass = bypass;
-    rc.update_in_progress = lock_busy(c, now_ms);
-    c.decision = cache::decide_reuse(c.req, c.have_stored ? &c.stored.policy : nullptr, c.conf->policy, rc);
+    const cache::EntryPolicy* entry = c.have_stored ? &c.stored.policy : nullptr;
+    c.decision = cache::decide_reuse(c.req, entry, c.conf->policy, rc);
+    // Whether another request updates the entry matters only for a stale
+    // one: the shared lock word is read then, not for every fresh hit.
+    if (c.decision != CacheDecision::Hit && c.decision != CacheDecision::Miss && (rc.update_in_progress = lock_busy(c, now_ms)))
+        c.decision = cache::decide_reuse(c.req, entry, c.conf->policy, rc);
     c.status = cache::cache_status_for(c.decision);
     switch (c.decision) {
     case CacheDecision::Hit:

@@ -119,6 +119,7 @@ struct ProxyCacheCtx {
     cache::CacheDecision decision = cache::CacheDecision::Miss;
     cache::UpstreamCacheStatus status = cache::UpstreamCacheStatus::None;
     int64_t request_time = 0;  // wall-clock seconds when the request went upstream
+    int64_t now = 0;           // wall-clock seconds of the lookup
 
     http_cache::Hit hit;  // the entry served, revalidated, or kept for stale-if-error
     StoredResponse stored;
