@@ -229,6 +229,7 @@ struct ProxyCtx {
     // cache refreshes it): the response only goes to the cache.
     bool sink = false;
     bool head_upstream = false;    // the method sent upstream is HEAD: no response body
+    bool sent_authorization = false;  // the upstream request carries Authorization (RFC 9111 §3.5)
     ProxyCacheCtx* cache = nullptr;  // the location caches (proxy_cache.h)
     ProxyAttempt* attempts = nullptr;
     ProxyAttempt* attempt = nullptr;  // the current one

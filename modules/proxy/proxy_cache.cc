@@ -353,6 +353,10 @@ void serve_stored(ProxyCtx& ctx) {
 
 cache::RequestCacheInfo fill_request_info(const ProxyCtx& ctx) {
     cache::RequestCacheInfo q = ctx.cache->req;
+    // §3.5 is about what the origin saw: a gateway that authenticates the
+    // client and does not forward its credentials (proxy_set_header
+    // Authorization "") gets a response that cannot depend on them.
+    q.has_authorization = ctx.sent_authorization;
     // A HEAD filled with GET is judged as the GET it became.
     q.method = ctx.head_upstream ? Method::Head : (q.method == Method::Head ? Method::Get : q.method);
     return q;

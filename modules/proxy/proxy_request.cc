@@ -546,6 +546,7 @@ bool proxy_build_request(ProxyCtx& ctx) {
     auto* values = static_cast<std::string_view*>(
         r.arena()->allocate(sizeof(std::string_view) * (set.size() + 1), alignof(std::string_view)));
     ctx.asked_close = *conf.http_minor == 0;
+    ctx.sent_authorization = false;
     ctx.upgrade_requested = false;
     for (size_t i = 0; i < set.size(); ++i) {
         std::string_view v = set[i].value.eval(r);
@@ -556,6 +557,7 @@ bool proxy_build_request(ProxyCtx& ctx) {
         }
         values[i] = v;
         if (v.empty()) continue;
+        if (set[i].lower == "authorization") ctx.sent_authorization = true;
         total += set[i].name.size() + 4 + v.size();
         if (set[i].lower == "connection" && has_token(v, "close")) ctx.asked_close = true;
         if (set[i].lower == "upgrade" && *conf.http_minor == 1) ctx.upgrade_requested = true;
@@ -588,6 +590,7 @@ bool proxy_build_request(ProxyCtx& ctx) {
         for (const Header& h : in) {
             if (!forwarded(h.name, set, tokens, ntokens)) continue;
             if (ctx.cache && proxy_cache_skips_request_header(ctx, h.name)) continue;
+            if (h.name.size() == 13 && field_name_is(h.name, "authorization")) ctx.sent_authorization = true;
             pass[npass++] = &h;
             total += h.name.size() + 4 + h.value.size();
         }
