@@ -15,12 +15,7 @@
 //   proxy_cache_lock_timeout TIME;  proxy_cache_lock_age TIME;
 //   proxy_ignore_headers FIELD ...;
 //   proxy_cache_purge on | off | STRING ...;
-#include <pwd.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
+#include <algorithm>
 
 #include "core/conf_values.h"
 #include "core/cycle.h"
@@ -399,19 +394,9 @@ bool proxy_cache_check_zones(ConfContext& cx) {
     return true;
 }
 
-// As the body temp paths: the master creates each directory and gives it to
-// the workers' user; a failure is a warning only.
-void proxy_cache_create_paths(ConfContext& cx) {
-    const passwd* pw = geteuid() == 0 ? getpwnam(cx.cycle().core().user.value_or("nobody").c_str()) : nullptr;
-    for (auto& z : main_conf(cx).cache_zones) {
-        if (z->path.empty()) continue;
-        if (::mkdir(z->path.c_str(), 0700) != 0 && errno != EEXIST) {
-            cx.warn("mkdir(\"%s\") failed (%d: %s)", z->path.c_str(), errno, strerror(errno));
-            continue;
-        }
-        if (pw && ::chown(z->path.c_str(), pw->pw_uid, gid_t(-1)) != 0)
-            cx.warn("chown(\"%s\", %d) failed (%d: %s)", z->path.c_str(), int(pw->pw_uid), errno, strerror(errno));
-    }
+void proxy_cache_add_paths(ConfContext& cx, std::vector<std::string>& dirs) {
+    for (auto& z : main_conf(cx).cache_zones)
+        if (!z->path.empty() && std::find(dirs.begin(), dirs.end(), z->path) == dirs.end()) dirs.push_back(z->path);
 }
 
 }  // namespace sluice::http

@@ -320,7 +320,7 @@ bool merge_loc(ConfContext& cx, const ModuleConf& parent, ModuleConf& child) {
     return true;
 }
 
-// nginx's ngx_create_paths: the master creates the body temp directories and
+// nginx's ngx_create_paths: the master creates the body temp and cache directories and
 // hands them to the workers' user, who cannot create them in a root-owned
 // prefix. A failure is only a warning: `-t` by an unprivileged user on a
 // system config must not fail for it; a worker says so again (crit) when a
@@ -347,8 +347,8 @@ bool postconfiguration(ConfContext& cx, HttpPhases&) {
     if (!proxy_add_variables(current_main_conf(cx).variables))
         return cx.error("a proxy variable is already defined");
     if (!proxy_cache_check_zones(cx)) return false;
+    proxy_cache_add_paths(cx, main_conf(cx).temp_paths);
     create_temp_paths(cx, main_conf(cx));
-    proxy_cache_create_paths(cx);
     return true;
 }
 

@@ -122,7 +122,8 @@ struct ProxyMainConf : ModuleConf {
     // Targets whose upstream is resolved after the http{} block is read (an
     // upstream{} may follow the proxy_pass that names it, as in nginx).
     std::vector<ProxyTarget*> targets;
-    // client_body_temp_path of every proxy_pass location: created by the master.
+    // client_body_temp_path of every proxy_pass location and the
+    // proxy_cache_path directories: created by the master.
     std::vector<std::string> temp_paths;
     bool defaults_compiled = false;
     ProxyHeader default_host, default_connection;

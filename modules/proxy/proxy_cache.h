@@ -160,8 +160,8 @@ bool set_proxy_ignore_headers(ConfContext& cx, void* conf);
 bool proxy_cache_merge(ConfContext& cx, const ProxyCacheConf& parent, ProxyCacheConf& child);
 // Every zone a proxy_cache names is declared by a proxy_cache_path.
 bool proxy_cache_check_zones(ConfContext& cx);
-// The master creates each zone's directory (a warning when it cannot).
-void proxy_cache_create_paths(ConfContext& cx);
+// Adds each zone's directory to those the master creates for the workers.
+void proxy_cache_add_paths(ConfContext& cx, std::vector<std::string>& dirs);
 
 // ---- per worker (proxy_cache.cc) ----
 bool proxy_cache_init_worker(Cycle& cycle);
