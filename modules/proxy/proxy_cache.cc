@@ -83,9 +83,15 @@ uint64_t* use_slot(const ProxyCacheCtx& c) {
     return base + kCacheLockSlots + ((c.key_hash >> 20) & (kCacheUseSlots - 1));
 }
 
-// A lock word: the key's hash (high half, never 0) and when the lease ends
-// (monotonic milliseconds / 16, compared with wraparound).
+// A lock word: the key's hash (high half; its lowest bit set while a fill
+// runs) and when the lease ends (monotonic milliseconds / 16, compared with
+// wraparound). A word with the bit clear is a "pass" mark: the last fill
+// found the response not storable, so for a moment requests for the key go
+// upstream side by side instead of queueing behind each other for a
+// response that will not be stored (Varnish's hit-for-miss).
 uint64_t key_tag(const ProxyCacheCtx& c) { return (c.key_hash >> 32) | 1; }
+uint64_t pass_tag(const ProxyCacheCtx& c) { return key_tag(c) & ~uint64_t(1); }
+constexpr int64_t kPassMs = 1000;
 uint32_t lease_time(int64_t ms) { return uint32_t(uint64_t(ms) >> 4); }
 bool lease_over(uint64_t word, int64_t now_ms) { return int32_t(uint32_t(word) - lease_time(now_ms)) <= 0; }
 
@@ -100,6 +106,7 @@ Lock lock_acquire(ProxyCacheCtx& c, int64_t now_ms) {
     const uint64_t mine = tag << 32 | lease_time(now_ms + int64_t(*c.conf->lock_age_ms));
     uint64_t w = slot.load(std::memory_order_acquire);
     for (int attempt = 0; attempt < 2; ++attempt) {
+        // A live fill of this key: Busy; a pass mark or another key's fill: go on without the lock.
         if (w != 0 && !lease_over(w, now_ms)) return (w >> 32) == tag ? Lock::Busy : Lock::Unavailable;
         if (slot.compare_exchange_strong(w, mine, std::memory_order_acq_rel)) {
             c.holds_lock = true;
@@ -116,12 +123,14 @@ bool lock_busy(const ProxyCacheCtx& c, int64_t now_ms) {
     return w != 0 && (w >> 32) == key_tag(c) && !lease_over(w, now_ms);
 }
 
-void lock_release(ProxyCacheCtx& c) {
+// `pass`: the response is not stored (see key_tag).
+void lock_release(ProxyCacheCtx& c, bool pass = false) {
     if (!c.holds_lock) return;
     c.holds_lock = false;
     uint64_t expected = c.lock_word;
+    uint64_t next = pass ? pass_tag(c) << 32 | lease_time(current_msec() + kPassMs) : 0;
     // Fails harmlessly when the lease lapsed and another request took it.
-    std::atomic_ref<uint64_t>(*lock_slot(c)).compare_exchange_strong(expected, 0, std::memory_order_acq_rel);
+    std::atomic_ref<uint64_t>(*lock_slot(c)).compare_exchange_strong(expected, next, std::memory_order_acq_rel);
 }
 
 // proxy_cache_min_uses: requests seen for this key (approximately: a
@@ -796,7 +805,7 @@ bool proxy_cache_on_head(ProxyCtx& ctx) {
         }
     }
     if (c.may_store && !ctx.head_upstream) begin_storing(ctx);
-    if (!c.fill) lock_release(c);  // nothing to wait for: the waiters forward
+    if (!c.fill) lock_release(c, true);  // nothing to wait for: the waiters forward
     return false;
 }
 
