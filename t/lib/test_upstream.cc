@@ -39,6 +39,26 @@
 // Every response carries X-Upstream-Id (--id, default: the port). Connections are kept
 // alive (HTTP/1.1 unless "Connection: close"; HTTP/1.0 with "Connection: keep-alive"),
 // and pipelined requests are answered in order.
+//
+// For the response cache tests (t/integration/cache_*_test.cc):
+//   /cache/...   a resource whose answer the query describes (items may repeat; values
+//                are percent-decoded, so "%3D" is '=' and "%2C" is ','):
+//                  h=Name:value       add the response header line "Name: value"
+//                                     (Date: now is added unless an h=Date: is given)
+//                  etag=TAG           ETag: TAG; a GET or HEAD whose If-None-Match
+//                                     matches it (weak comparison, or "*") gets 304
+//                  lm=HTTP-DATE       Last-Modified; without If-None-Match, a GET or HEAD
+//                                     whose If-Modified-Since is not before it gets 304
+//                  status=NNN         the status of a GET or HEAD (default 200)
+//                  unsafe_status=NNN  the status of other methods (default 200)
+//                  delay=MS           answer after MS milliseconds
+//                  size=N             pad the body to at least N bytes
+//                The body is {"count":N,"echo":ECHO,"pad":"..."}: N numbers the requests
+//                for this path (the query excluded), this one included, and ECHO is the
+//                JSON echo above, so a cached body tells which request made it. Every
+//                answer (304 too) carries X-Origin-Count: N.
+//   /count/PATH  {"count":N}: how many requests /PATH has had (/count/cache/a counts
+//                /cache/a); it is in /stats's requests, in no path's count.
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -58,6 +78,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -278,6 +300,8 @@ private:
     void reset_connection();
     bool respond_bad(std::string_view name);
     void write_stats(const Request& request);
+    void respond_cache(const Request& request);
+    void write_cache(const Request& request, uint64_t count);
 
     Server& server_;
     bufferevent* bev_;
@@ -301,6 +325,8 @@ private:
     event* stream_timer_ = nullptr;
     uint64_t stream_left_ = 0, stream_chunk_ = 1024, stream_delay_ms_ = 10;
     bool stream_chunked_ = false;
+    bool delayed_cache_ = false;  // the delayed request is a /cache/ one
+    uint64_t delayed_count_ = 0;
 };
 
 class Server {
@@ -316,6 +342,11 @@ public:
     uint64_t connections() const { return connections_; }
     uint64_t count_request() { return ++requests_; }
     uint64_t requests() const { return requests_; }
+    uint64_t count_path(const std::string& path) { return ++path_requests_[path]; }
+    uint64_t path_requests(const std::string& path) const {
+        auto it = path_requests_.find(path);
+        return it == path_requests_.end() ? 0 : it->second;
+    }
 
 private:
     static void on_accept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* self);
@@ -329,6 +360,7 @@ private:
     std::vector<event*> signal_events_;
     uint64_t connections_ = 0;
     uint64_t requests_ = 0;
+    std::map<std::string, uint64_t> path_requests_;  // /cache/ paths
 };
 
 Connection::Connection(Server& server, bufferevent* bev)
@@ -414,7 +446,12 @@ void Connection::handle_event(short what) {
 
 void Connection::delay_expired() {
     busy_ = false;
-    write_echo(200, delayed_request_);
+    if (delayed_cache_) {
+        delayed_cache_ = false;
+        write_cache(delayed_request_, delayed_count_);
+    } else {
+        write_echo(200, delayed_request_);
+    }
     drive();
 }
 
@@ -652,6 +689,10 @@ void Connection::respond(const Request& request) {
         return;
     }
     if (path.starts_with("/bad/") && respond_bad(path.substr(5))) return;
+    if (path.starts_with("/cache/") || path.starts_with("/count/")) {
+        respond_cache(request);
+        return;
+    }
     if (path == "/ws") {
         start_tunnel(request);
         return;
@@ -838,6 +879,158 @@ void Connection::reset_connection() {
     event_base_once(server_.base(), -1, EV_TIMEOUT, [](evutil_socket_t, short, void* self) {
         delete static_cast<Connection*>(self);
     }, this, nullptr);
+}
+
+// ---- /cache/ and /count/ (the response cache tests) ----
+
+int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+std::string percent_decode(std::string_view s) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
+            out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+            i += 2;
+        } else {
+            out += s[i];
+        }
+    }
+    return out;
+}
+
+// Every ?name=value of the target, values percent-decoded, in order.
+std::vector<std::pair<std::string, std::string>> query_items(std::string_view target) {
+    std::vector<std::pair<std::string, std::string>> items;
+    size_t q = target.find('?');
+    if (q == std::string_view::npos) return items;
+    std::string_view query = target.substr(q + 1);
+    while (!query.empty()) {
+        size_t amp = query.find('&');
+        std::string_view item = query.substr(0, amp);
+        size_t eq = item.find('=');
+        if (eq != std::string_view::npos)
+            items.emplace_back(std::string(item.substr(0, eq)), percent_decode(item.substr(eq + 1)));
+        if (amp == std::string_view::npos) break;
+        query.remove_prefix(amp + 1);
+    }
+    return items;
+}
+
+std::string http_date(time_t t) {
+    tm parts{};
+    gmtime_r(&t, &parts);
+    char out[64];
+    strftime(out, sizeof out, "%a, %d %b %Y %H:%M:%S GMT", &parts);
+    return out;
+}
+
+std::optional<time_t> parse_http_date(const std::string& s) {
+    tm parts{};
+    const char* end = strptime(s.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &parts);
+    if (!end || *end != '\0') return std::nullopt;
+    return timegm(&parts);
+}
+
+// Weak comparison (RFC 9110 8.8.3.2) of one If-None-Match member with a tag.
+bool etag_weak_equal(std::string_view a, std::string_view b) {
+    if (a.starts_with("W/")) a.remove_prefix(2);
+    if (b.starts_with("W/")) b.remove_prefix(2);
+    return a == b;
+}
+
+bool if_none_match_matches(std::string_view field, std::string_view etag) {
+    while (!field.empty()) {
+        size_t comma = field.find(',');
+        std::string_view member = trim(field.substr(0, comma));
+        if (member == "*" || etag_weak_equal(member, etag)) return true;
+        if (comma == std::string_view::npos) break;
+        field.remove_prefix(comma + 1);
+    }
+    return false;
+}
+
+void Connection::respond_cache(const Request& request) {
+    std::string_view target = request.target;
+    std::string path(target.substr(0, target.find('?')));
+    if (path.starts_with("/count/")) {
+        std::string body = "{\"count\":" + std::to_string(server_.path_requests(path.substr(6))) + "}";
+        write_head(200, request, "Content-Length: " + std::to_string(body.size()) + "\r\n");
+        if (request.method != "HEAD") evbuffer_add(output(), body.data(), body.size());
+        return;
+    }
+    uint64_t count = server_.count_path(path);
+    uint64_t delay = std::min(query_number(target, "delay", 0), kMaxDelayMs);
+    if (delay == 0) {
+        write_cache(request, count);
+        return;
+    }
+    busy_ = true;
+    delayed_cache_ = true;
+    delayed_count_ = count;
+    delayed_request_ = request;
+    if (!delay_timer_) delay_timer_ = evtimer_new(server_.base(), on_delay, this);
+    timeval tv{static_cast<time_t>(delay / 1000), static_cast<suseconds_t>(delay % 1000 * 1000)};
+    evtimer_add(delay_timer_, &tv);
+}
+
+void Connection::write_cache(const Request& request, uint64_t count) {
+    bool safe = request.method == "GET" || request.method == "HEAD";
+    int status = 200;
+    std::string etag, last_modified, headers;
+    bool has_date = false;
+    uint64_t size = 0;
+    for (const auto& [name, value] : query_items(request.target)) {
+        if (name == "h") {
+            size_t colon = value.find(':');
+            if (colon == std::string::npos || colon == 0) continue;
+            std::string field = value.substr(0, colon);
+            if (lowercase(field) == "date") has_date = true;
+            headers += field + ": " + std::string(trim(std::string_view(value).substr(colon + 1))) + "\r\n";
+        } else if (name == "etag") {
+            etag = value;
+        } else if (name == "lm") {
+            last_modified = value;
+        } else if (name == "status" && safe) {
+            if (auto n = parse_number<int>(value); n && *n >= 200 && *n <= 599) status = *n;
+        } else if (name == "unsafe_status" && !safe) {
+            if (auto n = parse_number<int>(value); n && *n >= 200 && *n <= 599) status = *n;
+        } else if (name == "size") {
+            size = parse_number<uint64_t>(value).value_or(0);
+        }
+    }
+    if (!has_date) headers += "Date: " + http_date(time(nullptr)) + "\r\n";
+    if (!etag.empty()) headers += "ETag: " + etag + "\r\n";
+    if (!last_modified.empty()) headers += "Last-Modified: " + last_modified + "\r\n";
+    headers += "X-Origin-Count: " + std::to_string(count) + "\r\n";
+
+    if (safe && status == 200) {
+        const std::string* inm = request.header("if-none-match");
+        const std::string* ims = request.header("if-modified-since");
+        bool not_modified = false;
+        if (inm) {
+            not_modified = !etag.empty() && if_none_match_matches(*inm, etag);
+        } else if (ims && !last_modified.empty()) {
+            auto since = parse_http_date(*ims);
+            auto modified = parse_http_date(last_modified);
+            not_modified = since && modified && *modified <= *since;
+        }
+        if (not_modified) status = 304;
+    }
+    if (status == 204 || status == 304) {
+        write_head(status, request, headers);
+        return;
+    }
+    std::string body = "{\"count\":" + std::to_string(count) + ",\"echo\":" + echo_json(request) + ",\"pad\":\"";
+    size_t tail = 2;  // "}
+    if (body.size() + tail < size) body.append(size - body.size() - tail, 'p');
+    body += "\"}";
+    write_head(status, request, headers + "Content-Length: " + std::to_string(body.size()) + "\r\n");
+    if (request.method != "HEAD") evbuffer_add(output(), body.data(), body.size());
 }
 
 bool Connection::respond_bad(std::string_view name) {
