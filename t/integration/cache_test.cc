@@ -1,0 +1,849 @@
+// The response cache (proxy_cache_*, issue 6) against the real daemon and a real
+// origin: RFC 9111 storing and freshness, Vary, client conditionals, HEAD,
+// revalidation, stale-while-revalidate and stale-if-error, invalidation by unsafe
+// methods, collapsed forwarding, min_uses, bypass, purge, poisoning defences and
+// the zone's limits. Multi-worker, reload and config-error tests are in
+// cache_process_test.cc.
+//
+// The origin's /cache/ resources (t/lib/test_upstream.cc) take their response
+// headers from the query (h=Name:value, etag=, lm=, status=, delay=, size=) and
+// number their requests per path in the body ("count") and in X-Origin-Count, so a
+// test tells a stored body from a fresh one and counts what reached the origin
+// (/count/PATH). Every response carries $upstream_cache_status as X-Cache-Status.
+//
+// Locations whose key is $uri (/uri/, /reval-uri/, /swr/, /bg/, /stale/, /flaky*/) let a
+// test change the origin's answer (its query) for one cache entry: an entry filled
+// with max-age=1 is refreshed by a request whose query says max-age=60, so that
+// the refreshed entry is surely fresh for the checks that follow.
+#include <sys/types.h>
+
+#include <atomic>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cache_test.h"
+
+namespace sluice::test {
+namespace {
+
+using namespace std::chrono_literals;
+using namespace sluice::test::cache;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr std::string_view kConfig = R"(
+events { worker_connections 1024; }
+http {
+    proxy_cache_path {{PREFIX}}/cache-main keys_zone=main:1m max_size=16m;
+    proxy_cache_path {{PREFIX}}/cache-small keys_zone=small:1m max_size=1m max_object=128k;
+    proxy_cache_path {{PREFIX}}/cache-brief keys_zone=brief:8k inactive=2s;
+
+    upstream be { server 127.0.0.1:{{UP}}; keepalive 8; }
+    upstream flaky { server 127.0.0.1:{{FLAKY}}; }
+
+    server {
+        listen 127.0.0.1:{{PORT}};
+        add_header X-Cache-Status $upstream_cache_status always;
+        add_header X-Worker $pid always;
+
+        location /nocache/ { proxy_pass http://be/cache/; }
+        location /cache/ { proxy_cache main; proxy_pass http://be; }
+        location /uri/ {
+            proxy_cache main;
+            proxy_cache_key $scheme$proxy_host$uri;
+            proxy_pass http://be/cache/;
+        }
+        location /reval/ { proxy_cache main; proxy_cache_revalidate on; proxy_pass http://be/cache/; }
+        location /reval-uri/ {
+            proxy_cache main;
+            proxy_cache_revalidate on;
+            proxy_cache_key $scheme$proxy_host$uri;
+            proxy_pass http://be/cache/;
+        }
+        location /swr/ {
+            proxy_cache main;
+            proxy_cache_key $scheme$proxy_host$uri;
+            proxy_cache_background_update on;
+            proxy_pass http://be/cache/;
+        }
+        location /bg/ {
+            proxy_cache main;
+            proxy_cache_key $scheme$proxy_host$uri;
+            proxy_cache_use_stale updating;
+            proxy_cache_background_update on;
+            proxy_pass http://be/cache/;
+        }
+        location /stale/ {
+            proxy_cache main;
+            proxy_cache_key $scheme$proxy_host$uri;
+            proxy_cache_use_stale error timeout http_500 http_503;
+            proxy_pass http://be/cache/;
+        }
+        location /flaky/ {
+            proxy_cache main;
+            proxy_cache_key $scheme$proxy_host$uri;
+            proxy_cache_use_stale error timeout;
+            proxy_pass http://flaky/cache/;
+        }
+        location /flaky-plain/ {
+            proxy_cache main;
+            proxy_cache_key $scheme$proxy_host$uri;
+            proxy_pass http://flaky/cache/;
+        }
+        location /valid/ { proxy_cache main; proxy_cache_valid 200 60s; proxy_pass http://be/cache/; }
+        location /valid-default/ { proxy_cache main; proxy_cache_valid 60s; proxy_pass http://be/cache/; }
+        location /valid-any/ { proxy_cache main; proxy_cache_valid any 60s; proxy_pass http://be/cache/; }
+        location /ignore-cc/ {
+            proxy_cache main;
+            proxy_ignore_headers Cache-Control Expires;
+            proxy_cache_valid 60s;
+            proxy_pass http://be/cache/;
+        }
+        location /cookie/ { proxy_cache main; proxy_ignore_headers Set-Cookie; proxy_pass http://be/cache/; }
+        location /mu/ { proxy_cache main; proxy_cache_min_uses 3; proxy_pass http://be/cache/; }
+        location /bp/ {
+            proxy_cache main;
+            proxy_cache_bypass $http_x_bypass;
+            proxy_no_cache $http_x_nocache;
+            proxy_pass http://be/cache/;
+        }
+        location /lock/ { proxy_cache main; proxy_cache_lock on; proxy_pass http://be/cache/; }
+        location /lock-timeout/ {
+            proxy_cache main;
+            proxy_cache_lock on;
+            proxy_cache_lock_timeout 300ms;
+            proxy_pass http://be/cache/;
+        }
+        location /purge/ { proxy_cache main; proxy_cache_purge on; proxy_pass http://be/cache/; }
+        location /pk/ {
+            proxy_cache main;
+            proxy_cache_key "pk:$arg_id";
+            proxy_cache_purge on;
+            proxy_pass http://be/cache/;
+        }
+        location /pk-denied/ {
+            deny all;
+            proxy_cache main;
+            proxy_cache_key "pk:$arg_id";
+            proxy_cache_purge on;
+            proxy_pass http://be/cache/;
+        }
+        location /ev/ { proxy_cache small; proxy_pass http://be/cache/; }
+        location /brief/ { proxy_cache brief; proxy_pass http://be/cache/; }
+    }
+}
+)";
+
+class CacheTest : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        up_ = new UpstreamProcess({"--id", "origin"});
+        flaky_ = new UpstreamProcess({"--id", "flaky"});
+        if (!up_->start() || !flaky_->start()) return;
+        daemon_ = new Daemon(std::string(kMainConfig) + std::string(kConfig),
+                             {{"UP", up_->port()}, {"FLAKY", flaky_->port()}});
+        started_ = bool(daemon_->start());
+        if (!started_) fprintf(stderr, "daemon: %s\n", daemon_->stderr_log().c_str());
+    }
+    static void TearDownTestSuite() {
+        delete daemon_;
+        delete flaky_;
+        delete up_;
+        daemon_ = nullptr;
+        flaky_ = nullptr;
+        up_ = nullptr;
+    }
+    void SetUp() override {
+        ASSERT_TRUE(started_) << "the shared daemon did not start";
+        port_ = daemon_->port();
+    }
+
+    Response get(std::string_view path, std::string_view headers = "") { return cache::get(port_, path, headers); }
+    Response head(std::string_view path, std::string_view headers = "") { return cache::head(port_, path, headers); }
+    Response method(std::string_view m, std::string_view path, std::string_view headers = "") {
+        return send_method(port_, m, path, headers);
+    }
+    // Requests the origin had for /cache/NAME.
+    long count(std::string_view name) { return origin_count(up_->port(), "/cache/" + std::string(name)); }
+    long flaky_count(std::string_view name) { return origin_count(flaky_->port(), "/cache/" + std::string(name)); }
+
+    static UpstreamProcess* up_;
+    static UpstreamProcess* flaky_;
+    static Daemon* daemon_;
+    static bool started_;
+    uint16_t port_ = 0;
+};
+
+UpstreamProcess* CacheTest::up_ = nullptr;
+UpstreamProcess* CacheTest::flaky_ = nullptr;
+Daemon* CacheTest::daemon_ = nullptr;
+bool CacheTest::started_ = false;
+
+// ---- storing and hits -----------------------------------------------------------
+
+TEST_F(CacheTest, AFreshEntryIsServedWithoutTheOrigin) {
+    std::string path = "/cache/basic?" + cc("max-age=60");
+    Response first = get(path);
+    ASSERT_EQ(first.status, 200) << first;
+    EXPECT_EQ(cache_status(first), "MISS") << first;
+    EXPECT_EQ(made_by(first), 1);
+    for (int i = 0; i < 3; ++i) {
+        Response hit = get(path);
+        EXPECT_EQ(hit.status, 200) << hit;
+        EXPECT_EQ(cache_status(hit), "HIT") << hit;
+        EXPECT_EQ(hit.body, first.body);
+        EXPECT_EQ(hit.header("X-Origin-Count"), "1") << "the stored headers are served";
+        EXPECT_EQ(hit.header("Cache-Control"), "max-age=60");
+        EXPECT_TRUE(hit.has("Age")) << hit;
+    }
+    EXPECT_EQ(count("basic"), 1);
+    // The query is part of the default key: another query is another entry.
+    Response other = get("/cache/basic?" + cc("max-age=60") + "&x=1");
+    EXPECT_EQ(cache_status(other), "MISS") << other;
+    EXPECT_EQ(count("basic"), 2);
+}
+
+TEST_F(CacheTest, UpstreamCacheStatusIsEmptyWithoutACache) {
+    Response r = get("/nocache/plain?" + cc("max-age=60"));
+    ASSERT_EQ(r.status, 200) << r;
+    EXPECT_EQ(cache_status(r), "") << r;
+    EXPECT_EQ(made_by(get("/nocache/plain?" + cc("max-age=60"))), 2);
+}
+
+TEST_F(CacheTest, AgeCountsTheOriginsAgeAndTheTimeStored) {
+    // An Age from the origin is part of the entry's age (RFC 9111 4.2.3).
+    std::string aged = "/cache/age-origin?" + cc("max-age=600") + "&" + h("Age", "100");
+    ASSERT_EQ(get(aged).status, 200);
+    Response hit = get(aged);
+    EXPECT_EQ(cache_status(hit), "HIT") << hit;
+    ASSERT_TRUE(hit.has("Age")) << hit;
+    EXPECT_GE(std::stol(hit.header("Age")), 100) << hit;
+    EXPECT_EQ(hit.count("Age"), 1) << "the cache replaces the stored Age: " << hit;
+
+    std::string plain = "/cache/age-plain?" + cc("max-age=600");
+    ASSERT_EQ(get(plain).status, 200);
+    std::this_thread::sleep_for(1100ms);
+    Response later = get(plain);
+    EXPECT_EQ(cache_status(later), "HIT") << later;
+    ASSERT_TRUE(later.has("Age")) << later;
+    EXPECT_GE(std::stol(later.header("Age")), 1) << later;
+}
+
+TEST_F(CacheTest, ExpiresWithDateGivesTheLifetime) {
+    time_t now = time(nullptr);
+    std::string fresh = "/cache/expires-future?" + h("Date", http_date(now)) + "&" + h("Expires", http_date(now + 120));
+    EXPECT_EQ(cache_status(get(fresh)), "MISS");
+    Response hit = get(fresh);
+    EXPECT_EQ(cache_status(hit), "HIT") << hit;
+    EXPECT_EQ(made_by(hit), 1);
+
+    // Expires equal to Date: already stale, and without a validator not worth storing.
+    std::string stale = "/cache/expires-now?" + h("Date", http_date(now)) + "&" + h("Expires", http_date(now));
+    EXPECT_EQ(cache_status(get(stale)), "MISS");
+    Response again = get(stale);
+    EXPECT_NE(cache_status(again), "HIT") << again;
+    EXPECT_EQ(made_by(again), 2);
+    // An invalid Expires means "already expired" (RFC 9111 5.3).
+    std::string invalid = "/cache/expires-invalid?" + h("Expires", "0");
+    get(invalid);
+    EXPECT_EQ(made_by(get(invalid)), 2);
+}
+
+TEST_F(CacheTest, SMaxAgeOverridesMaxAgeInASharedCache) {
+    std::string shared = "/cache/smaxage-long?" + cc("max-age=0, s-maxage=60");
+    EXPECT_EQ(cache_status(get(shared)), "MISS");
+    Response hit = get(shared);
+    EXPECT_EQ(cache_status(hit), "HIT") << hit;
+    EXPECT_EQ(count("smaxage-long"), 1);
+
+    std::string short_shared = "/cache/smaxage-zero?" + cc("max-age=60, s-maxage=0");
+    get(short_shared);
+    Response second = get(short_shared);
+    EXPECT_NE(cache_status(second), "HIT") << second;
+    EXPECT_EQ(made_by(second), 2);
+}
+
+TEST_F(CacheTest, AStaleEntryIsFetchedAgainAsExpired) {
+    Response first = get("/uri/expire?" + cc("max-age=1"));
+    EXPECT_EQ(cache_status(first), "MISS") << first;
+    wait_past_one_second_lifetime();
+    Response refetched = get("/uri/expire?" + cc("max-age=60"));
+    EXPECT_EQ(refetched.status, 200);
+    EXPECT_EQ(cache_status(refetched), "EXPIRED") << refetched;
+    EXPECT_EQ(made_by(refetched), 2);
+    Response hit = get("/uri/expire");
+    EXPECT_EQ(cache_status(hit), "HIT") << hit;
+    EXPECT_EQ(made_by(hit), 2) << "the refetched response replaced the entry";
+    EXPECT_EQ(count("expire"), 2);
+}
+
+// Responses that must not be stored: each is fetched twice, and the origin sees both.
+TEST_F(CacheTest, ResponsesThatMustNotBeStored) {
+    struct Case {
+        std::string name, query;
+    };
+    const std::vector<Case> cases = {
+        {"no-store", cc("max-age=60, no-store")},
+        {"private", cc("private, max-age=60")},
+        {"no-freshness", ""},  // no Cache-Control, Expires, validator or proxy_cache_valid
+        {"vary-star", cc("max-age=60") + "&" + h("Vary", "*")},
+        {"set-cookie", cc("max-age=60") + "&" + h("Set-Cookie", "session=abc")},
+    };
+    for (const Case& c : cases) {
+        std::string path = "/cache/" + c.name + "?" + c.query;
+        Response a = get(path);
+        Response b = get(path);
+        EXPECT_NE(cache_status(b), "HIT") << c.name << ": " << b;
+        EXPECT_EQ(made_by(b), 2) << c.name << ": " << b;
+        EXPECT_EQ(count(c.name), 2) << c.name;
+        if (c.name == "set-cookie") {
+            EXPECT_EQ(a.header("Set-Cookie"), "session=abc") << a;
+            EXPECT_EQ(b.header("Set-Cookie"), "session=abc") << b;
+        }
+    }
+}
+
+TEST_F(CacheTest, IgnoredSetCookieIsStoredButTheCookieIsNeverServedFromCache) {
+    std::string path = "/cookie/c1?" + cc("max-age=60") + "&" + h("Set-Cookie", "session=alice-secret");
+    Response first = get(path);
+    EXPECT_EQ(cache_status(first), "MISS") << first;
+    Response hit = get(path);
+    EXPECT_EQ(cache_status(hit), "HIT") << hit;
+    EXPECT_EQ(made_by(hit), 1);
+    EXPECT_FALSE(hit.has("Set-Cookie")) << "another client got the first client's cookie: " << hit;
+    EXPECT_THAT(hit.raw_head, Not(HasSubstr("alice-secret")));
+}
+
+// ---- proxy_cache_valid and proxy_ignore_headers -----------------------------------
+
+TEST_F(CacheTest, ProxyCacheValidGivesALifetimeOnlyToListedStatuses) {
+    // proxy_cache_valid 200 60s
+    get("/valid/v200");
+    Response hit = get("/valid/v200");
+    EXPECT_EQ(cache_status(hit), "HIT") << hit;
+    EXPECT_EQ(made_by(hit), 1);
+    get("/valid/v404?status=404");
+    Response not_found = get("/valid/v404?status=404");
+    EXPECT_EQ(not_found.status, 404);
+    EXPECT_EQ(made_by(not_found), 2) << "404 has no proxy_cache_valid row here";
+    // The response's own freshness wins over proxy_cache_valid.
+    get("/valid/vcc?" + cc("max-age=0"));
+    Response own = get("/valid/vcc?" + cc("max-age=0"));
+    EXPECT_NE(cache_status(own), "HIT") << own;
+    EXPECT_EQ(made_by(own), 2);
+
+    // proxy_cache_valid 60s: 200, 301 and 302.
+    get("/valid-default/d200");
+    EXPECT_EQ(cache_status(get("/valid-default/d200")), "HIT");
+    std::string redirect = "/valid-default/d302?status=302&" + h("Location", "/elsewhere");
+    get(redirect);
+    Response r302 = get(redirect);
+    EXPECT_EQ(r302.status, 302);
+    EXPECT_EQ(cache_status(r302), "HIT") << r302;
+    get("/valid-default/d404?status=404");
+    Response d404 = get("/valid-default/d404?status=404");
+    EXPECT_EQ(made_by(d404), 2) << d404;
+
+    // proxy_cache_valid any 60s
+    get("/valid-any/a404?status=404");
+    Response a404 = get("/valid-any/a404?status=404");
+    EXPECT_EQ(a404.status, 404);
+    EXPECT_EQ(cache_status(a404), "HIT") << a404;
+    EXPECT_EQ(count("a404"), 1);
+}
+
+TEST_F(CacheTest, IgnoredCacheControlAndExpiresLeaveProxyCacheValid) {
+    std::string no_store = "/ignore-cc/i1?" + cc("no-store, max-age=0");
+    get(no_store);
+    Response hit = get(no_store);
+    EXPECT_EQ(cache_status(hit), "HIT") << hit;
+    EXPECT_EQ(made_by(hit), 1);
+    std::string expired = "/ignore-cc/i2?" + h("Expires", http_date(time(nullptr) - 3600));
+    get(expired);
+    EXPECT_EQ(cache_status(get(expired)), "HIT");
+    EXPECT_EQ(count("i2"), 1);
+}
+
+// ---- poisoning defences ----------------------------------------------------------------
+
+TEST_F(CacheTest, AResponseToAnAuthorizedRequestIsNotShared) {
+    std::string path = "/cache/auth-private?" + cc("max-age=60");
+    Response owner = get(path, "Authorization: Bearer s3cret-token\r\n");
+    ASSERT_EQ(owner.status, 200) << owner;
+    EXPECT_THAT(owner.body, HasSubstr("s3cret-token"));
+    Response other = get(path);
+    EXPECT_NE(cache_status(other), "HIT") << other;
+    EXPECT_THAT(other.body, Not(HasSubstr("s3cret-token")));
+    EXPECT_EQ(made_by(other), 2);
+}
+
+TEST_F(CacheTest, AnAuthorizedResponseIsSharedWhenItSaysSo) {
+    for (std::string directive : {"public, max-age=60", "s-maxage=60", "max-age=60, must-revalidate"}) {
+        std::string name = "auth-shared-" + std::to_string(directive.size());
+        std::string path = "/cache/" + name + "?" + cc(directive);
+        get(path, "Authorization: Bearer shared-token\r\n");
+        Response other = get(path);
+        EXPECT_EQ(cache_status(other), "HIT") << directive << ": " << other;
+        EXPECT_EQ(count(name), 1) << directive;
+    }
+}
+
+TEST_F(CacheTest, UnkeyedHeadersNeverReachTheOriginOfACacheableRequest) {
+    const std::vector<std::string> risky = {
+        "X-Forwarded-Host", "X-Forwarded-Server", "X-Forwarded-Scheme", "X-Forwarded-Proto",      "X-Forwarded-Prefix",
+        "X-Host",           "X-Original-URL",     "X-Rewrite-URL",      "X-HTTP-Method-Override", "Forwarded",
+    };
+    for (size_t i = 0; i < risky.size(); ++i) {
+        std::string name = "poison-" + std::to_string(i);
+        std::string path = "/cache/" + name + "?" + cc("max-age=60");
+        std::string value = risky[i] == "Forwarded" ? "host=evil.example" : "evil.example";
+        Response attacker = get(path, risky[i] + ": " + value + "\r\n");
+        ASSERT_EQ(attacker.status, 200) << attacker;
+        EXPECT_THAT(attacker.body, Not(HasSubstr("evil.example"))) << risky[i] << " was forwarded";
+        Response victim = get(path);
+        EXPECT_EQ(victim.status, 200);
+        EXPECT_THAT(victim.body, Not(HasSubstr("evil.example"))) << risky[i] << " poisoned the entry";
+    }
+}
+
+// ---- Vary ----------------------------------------------------------------------------------
+
+TEST_F(CacheTest, VaryKeepsOneEntryPerVariant) {
+    std::string path = "/cache/vary?" + cc("max-age=60") + "&" + h("Vary", "Accept-Language");
+    Response en = get(path, "Accept-Language: en\r\n");
+    Response de = get(path, "Accept-Language: de\r\n");
+    EXPECT_EQ(cache_status(en), "MISS");
+    EXPECT_EQ(cache_status(de), "MISS") << "a variant for another language is another entry";
+    Response en2 = get(path, "Accept-Language: en\r\n");
+    Response de2 = get(path, "Accept-Language: de\r\n");
+    EXPECT_EQ(cache_status(en2), "HIT") << en2;
+    EXPECT_EQ(cache_status(de2), "HIT") << de2;
+    EXPECT_THAT(en2.body, HasSubstr("\"accept-language\":\"en\""));
+    EXPECT_THAT(de2.body, HasSubstr("\"accept-language\":\"de\""));
+    EXPECT_EQ(made_by(en2), made_by(en));
+    EXPECT_EQ(made_by(de2), made_by(de));
+    // A request without the field selects neither variant.
+    Response none = get(path);
+    EXPECT_NE(cache_status(none), "HIT") << none;
+    EXPECT_THAT(none.body, Not(HasSubstr("accept-language")));
+    EXPECT_EQ(count("vary"), 3);
+}
+
+// ---- client conditionals and HEAD ----------------------------------------------------------
+
+TEST_F(CacheTest, ClientConditionalsAreAnsweredFromAFreshEntry) {
+    const std::string modified = "Sun, 06 Nov 1994 08:49:37 GMT";
+    std::string path = "/cache/cond?" + cc("max-age=60") + "&etag=" + enc("\"c1\"") + "&lm=" + enc(modified);
+    Response full = get(path);
+    ASSERT_EQ(full.status, 200) << full;
+
+    Response inm = get(path, "If-None-Match: \"c1\"\r\n");
+    EXPECT_EQ(inm.status, 304) << inm;
+    EXPECT_EQ(cache_status(inm), "HIT") << inm;
+    EXPECT_EQ(inm.header("ETag"), "\"c1\"");
+    EXPECT_EQ(inm.body, "");
+
+    Response weak_list = get(path, "If-None-Match: \"zz\", W/\"c1\"\r\n");
+    EXPECT_EQ(weak_list.status, 304) << weak_list;
+
+    Response other = get(path, "If-None-Match: \"c2\"\r\n");
+    EXPECT_EQ(other.status, 200) << other;
+    EXPECT_EQ(other.body, full.body);
+    EXPECT_EQ(cache_status(other), "HIT");
+
+    Response ims = get(path, "If-Modified-Since: " + modified + "\r\n");
+    EXPECT_EQ(ims.status, 304) << ims;
+    Response older = get(path, "If-Modified-Since: Sat, 05 Nov 1994 08:49:37 GMT\r\n");
+    EXPECT_EQ(older.status, 200) << older;
+    EXPECT_EQ(older.body, full.body);
+
+    EXPECT_EQ(count("cond"), 1) << "every conditional was answered by the cache";
+}
+
+TEST_F(CacheTest, AConditionalMissStillFillsTheCache) {
+    // The cache asks the origin for the whole response, not the client's 304.
+    std::string path = "/cache/cond-miss?" + cc("max-age=60") + "&etag=" + enc("\"m1\"");
+    Response r = get(path, "If-None-Match: \"m1\"\r\n");
+    EXPECT_TRUE(r.status == 304 || r.status == 200) << r;
+    Response full = get(path);
+    EXPECT_EQ(full.status, 200) << full;
+    EXPECT_EQ(cache_status(full), "HIT") << full;
+    EXPECT_EQ(made_by(full), 1);
+    EXPECT_THAT(full.body, Not(HasSubstr("if-none-match"))) << "the client's conditional went upstream";
+}
+
+TEST_F(CacheTest, HeadIsServedFromTheGetEntry) {
+    std::string path = "/cache/head-get?" + cc("max-age=60");
+    Response full = get(path);
+    ASSERT_EQ(full.status, 200) << full;
+    Response r = head(path);
+    EXPECT_EQ(r.status, 200) << r;
+    EXPECT_EQ(cache_status(r), "HIT") << r;
+    EXPECT_EQ(r.header("Content-Length"), std::to_string(full.body.size())) << r;
+    EXPECT_EQ(r.header("X-Origin-Count"), "1");
+    EXPECT_EQ(count("head-get"), 1);
+
+    // A HEAD miss fills the entry with GET (proxy_cache_convert_head on), so a
+    // later GET is a hit with the whole body.
+    std::string path2 = "/cache/head-first?" + cc("max-age=60");
+    Response miss = head(path2);
+    EXPECT_EQ(miss.status, 200) << miss;
+    Response after = get(path2);
+    EXPECT_EQ(cache_status(after), "HIT") << after;
+    EXPECT_THAT(after.body, HasSubstr("\"method\":\"GET\""));
+    EXPECT_EQ(after.header("Content-Length"), miss.header("Content-Length"));
+    EXPECT_EQ(count("head-first"), 1);
+}
+
+// ---- revalidation -------------------------------------------------------------------------
+
+TEST_F(CacheTest, AStaleEntryIsRevalidatedWithItsLastModified) {
+    std::string lm = "&lm=" + enc("Sun, 06 Nov 1994 08:49:37 GMT");
+    Response first = get("/reval-uri/lm?" + cc("max-age=1") + lm);
+    ASSERT_EQ(first.status, 200) << first;
+    wait_past_one_second_lifetime();
+    Response r = get("/reval-uri/lm?" + cc("max-age=60") + lm);
+    EXPECT_EQ(cache_status(r), "REVALIDATED") << r;
+    EXPECT_EQ(r.body, first.body);
+    EXPECT_EQ(count("lm"), 2);
+}
+
+TEST_F(CacheTest, AChangedResourceReplacesTheEntryOnRevalidation) {
+    Response first = get("/reval-uri/changed?" + cc("max-age=1") + "&etag=" + enc("\"v1\""));
+    ASSERT_EQ(first.status, 200);
+    wait_past_one_second_lifetime();
+    Response r = get("/reval-uri/changed?" + cc("max-age=60") + "&etag=" + enc("\"v2\""));
+    EXPECT_EQ(r.status, 200) << r;
+    EXPECT_EQ(cache_status(r), "EXPIRED") << r;
+    EXPECT_EQ(made_by(r), 2);
+    EXPECT_EQ(r.header("ETag"), "\"v2\"");
+    Response hit = get("/reval-uri/changed");
+    EXPECT_EQ(cache_status(hit), "HIT") << hit;
+    EXPECT_EQ(made_by(hit), 2);
+}
+
+TEST_F(CacheTest, MustRevalidateForbidsServingStaleOnError) {
+    Response first = get("/stale/mustreval?" + cc("max-age=1, must-revalidate"));
+    ASSERT_EQ(first.status, 200);
+    wait_past_one_second_lifetime();
+    // proxy_cache_use_stale http_500 is configured, but must-revalidate wins.
+    Response r = get("/stale/mustreval?status=500");
+    EXPECT_EQ(r.status, 500) << r;
+    EXPECT_NE(cache_status(r), "STALE") << r;
+    EXPECT_NE(r.body, first.body);
+}
+
+// ---- stale serving ----------------------------------------------------------------------
+
+TEST_F(CacheTest, StaleIfErrorFromTheResponseCoversAnErrorStatus) {
+    Response first = get("/uri/sie?" + cc("max-age=1, stale-if-error=60"));
+    ASSERT_EQ(first.status, 200);
+    Response control = get("/uri/sie-none?" + cc("max-age=1"));
+    ASSERT_EQ(control.status, 200);
+    wait_past_one_second_lifetime();
+    Response r = get("/uri/sie?status=500");
+    EXPECT_EQ(r.status, 200) << r;
+    EXPECT_EQ(cache_status(r), "STALE") << r;
+    EXPECT_EQ(r.body, first.body);
+    EXPECT_EQ(count("sie"), 2) << "the origin was asked";
+    // Without stale-if-error and without proxy_cache_use_stale, the error goes through.
+    Response err = get("/uri/sie-none?status=500");
+    EXPECT_EQ(err.status, 500) << err;
+    EXPECT_NE(cache_status(err), "STALE");
+}
+
+TEST_F(CacheTest, UseStaleServesStaleForTheListedStatusesOnly) {
+    Response first = get("/stale/listed?" + cc("max-age=1"));
+    ASSERT_EQ(first.status, 200);
+    wait_past_one_second_lifetime();
+    Response r503 = get("/stale/listed?status=503");
+    EXPECT_EQ(r503.status, 200) << r503;
+    EXPECT_EQ(cache_status(r503), "STALE") << r503;
+    EXPECT_EQ(r503.body, first.body);
+    Response r404 = get("/stale/listed?status=404");
+    EXPECT_EQ(r404.status, 404) << "http_404 is not in proxy_cache_use_stale: " << r404;
+    EXPECT_EQ(count("listed"), 3);
+}
+
+TEST_F(CacheTest, StaleIsServedWhileTheOriginIsDown) {
+    ASSERT_EQ(get("/flaky/down-use?" + cc("max-age=1")).status, 200);
+    ASSERT_EQ(get("/flaky-plain/down-sie?" + cc("max-age=1, stale-if-error=60")).status, 200);
+    ASSERT_EQ(get("/flaky-plain/down-none?" + cc("max-age=1")).status, 200);
+    flaky_->stop();
+    wait_past_one_second_lifetime();
+    Response use_stale = get("/flaky/down-use");
+    EXPECT_EQ(use_stale.status, 200) << use_stale;
+    EXPECT_EQ(cache_status(use_stale), "STALE") << use_stale;
+    EXPECT_EQ(made_by(use_stale), 1);
+    Response sie = get("/flaky-plain/down-sie");
+    EXPECT_EQ(sie.status, 200) << sie;
+    EXPECT_EQ(cache_status(sie), "STALE") << sie;
+    Response none = get("/flaky-plain/down-none");
+    EXPECT_EQ(none.status, 502) << none;
+    ASSERT_TRUE(flaky_->start());
+}
+
+// ---- invalidation by unsafe methods -------------------------------------------------------
+
+TEST_F(CacheTest, SuccessfulUnsafeMethodsInvalidateTheirUri) {
+    for (std::string m : {"POST", "PUT", "DELETE", "PATCH"}) {
+        std::string name = "inv-" + m;
+        std::string path = "/cache/" + name + "?" + cc("max-age=60");
+        get(path);
+        ASSERT_EQ(cache_status(get(path)), "HIT") << m;
+        Response unsafe = method(m, path);
+        EXPECT_EQ(unsafe.status, 200) << m << ": " << unsafe;
+        EXPECT_THAT(unsafe.body, HasSubstr("\"method\":\"" + m + "\"")) << "forwarded, not served from cache";
+        Response after = get(path);
+        EXPECT_EQ(cache_status(after), "MISS") << m << ": " << after;
+        EXPECT_EQ(count(name), 3) << m;
+    }
+}
+
+TEST_F(CacheTest, AFailedUnsafeMethodInvalidatesNothing) {
+    std::string path = "/cache/inv-failed?" + cc("max-age=60") + "&unsafe_status=500";
+    get(path);
+    ASSERT_EQ(cache_status(get(path)), "HIT");
+    EXPECT_EQ(method("POST", path).status, 500);
+    Response after = get(path);
+    EXPECT_EQ(cache_status(after), "HIT") << after;
+    EXPECT_EQ(made_by(after), 1);
+}
+
+TEST_F(CacheTest, UnsafeMethodsInvalidateSameOriginLocationAndContentLocation) {
+    std::string loc_target = "/cache/inv-loc-target?" + cc("max-age=60");
+    std::string cl_target = "/cache/inv-cl-target?" + cc("max-age=60");
+    std::string foreign_target = "/cache/inv-foreign-target?" + cc("max-age=60");
+    for (const std::string& p : {loc_target, cl_target, foreign_target}) {
+        get(p);
+        ASSERT_EQ(cache_status(get(p)), "HIT") << p;
+    }
+    // The POST's response names the targets; the test_upstream decodes h= once.
+    Response post = method("POST", "/cache/inv-source?" + h("Location", loc_target) + "&" +
+                                       h("Content-Location", cl_target));
+    EXPECT_EQ(post.status, 200) << post;
+    EXPECT_EQ(cache_status(get(loc_target)), "MISS") << "Location";
+    EXPECT_EQ(cache_status(get(cl_target)), "MISS") << "Content-Location";
+    // Another origin's URI is never invalidated (RFC 9111 4.4).
+    Response foreign = method("POST", "/cache/inv-source2?" + h("Location", "http://other.example" + foreign_target));
+    EXPECT_EQ(foreign.status, 200) << foreign;
+    Response still = get(foreign_target);
+    EXPECT_EQ(cache_status(still), "HIT") << still;
+}
+
+// ---- min_uses, bypass, no_cache ----------------------------------------------------------
+
+TEST_F(CacheTest, MinUsesStoresOnTheThirdRequest) {
+    std::string path = "/mu/three?" + cc("max-age=60");
+    for (int i = 1; i <= 3; ++i) {
+        Response r = get(path);
+        EXPECT_EQ(cache_status(r), "MISS") << i << ": " << r;
+        EXPECT_EQ(made_by(r), i);
+    }
+    Response hit = get(path);
+    EXPECT_EQ(cache_status(hit), "HIT") << hit;
+    EXPECT_EQ(made_by(hit), 3);
+    EXPECT_EQ(count("three"), 3);
+}
+
+TEST_F(CacheTest, BypassGoesToTheOriginAndStoresTheResponse) {
+    std::string path = "/bp/bypass?" + cc("max-age=60");
+    get(path);
+    EXPECT_EQ(cache_status(get(path)), "HIT");
+    Response bypassed = get(path, "X-Bypass: 1\r\n");
+    EXPECT_EQ(cache_status(bypassed), "BYPASS") << bypassed;
+    EXPECT_EQ(made_by(bypassed), 2);
+    Response hit = get(path);
+    EXPECT_EQ(cache_status(hit), "HIT") << hit;
+    EXPECT_EQ(made_by(hit), 2) << "the bypassing response replaced the entry";
+    // "0" and empty values do not bypass.
+    EXPECT_EQ(cache_status(get(path, "X-Bypass: 0\r\n")), "HIT");
+}
+
+TEST_F(CacheTest, NoCacheKeepsTheResponseOutOfTheCache) {
+    std::string path = "/bp/nostore?" + cc("max-age=60");
+    Response first = get(path, "X-Nocache: 1\r\n");
+    EXPECT_EQ(cache_status(first), "MISS") << first;
+    Response second = get(path);
+    EXPECT_EQ(cache_status(second), "MISS") << second;
+    EXPECT_EQ(made_by(second), 2);
+    Response third = get(path);
+    EXPECT_EQ(cache_status(third), "HIT") << third;
+    EXPECT_EQ(made_by(third), 2);
+}
+
+// ---- collapsed forwarding (one worker here; across workers in cache_process_test) -----
+
+TEST_F(CacheTest, ConcurrentMissesMakeOneOriginRequestWithTheLock) {
+    constexpr int kClients = 40;
+    std::string path = "/lock/collapse?" + cc("max-age=60") + "&delay=1000";
+    std::string request = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    std::vector<Conn> conns;
+    for (int i = 0; i < kClients; ++i) {
+        conns.emplace_back(port_);
+        ASSERT_TRUE(conns.back().connected()) << conns.back().error();
+    }
+    std::vector<std::optional<Response>> answers(kClients);
+    std::atomic<bool> go{false};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kClients; ++i)
+        threads.emplace_back([&, i] {
+            while (!go) std::this_thread::yield();
+            if (conns[i].send(request)) answers[i] = conns[i].read_response(15000ms);
+        });
+    go = true;
+    for (auto& t : threads) t.join();
+    int ok = 0;
+    std::set<std::string> bodies;
+    for (auto& a : answers)
+        if (a && a->status == 200) {
+            ++ok;
+            bodies.insert(a->body);
+        }
+    EXPECT_EQ(ok, kClients);
+    EXPECT_EQ(bodies.size(), 1u) << "every client got the one origin response";
+    EXPECT_EQ(count("collapse"), 1);
+}
+
+TEST_F(CacheTest, AfterTheLockTimeoutAWaiterForwardsButDoesNotStore) {
+    std::string path = "/lock-timeout/lt?" + cc("max-age=60") + "&delay=1500";
+    Response first, second;
+    std::thread a([&] { first = cache::get(port_, path, "", 10000ms); });
+    ASSERT_TRUE(wait_until([&] { return count("lt") >= 1; }, 5000ms));
+    std::thread b([&] { second = cache::get(port_, path, "", 10000ms); });
+    a.join();
+    b.join();
+    EXPECT_EQ(first.status, 200) << first;
+    EXPECT_EQ(second.status, 200) << second;
+    EXPECT_EQ(made_by(first), 1);
+    EXPECT_EQ(made_by(second), 2) << "the waiter forwarded after proxy_cache_lock_timeout 300ms";
+    Response hit = get(path);
+    EXPECT_EQ(cache_status(hit), "HIT") << hit;
+    EXPECT_EQ(made_by(hit), 1) << "the response of the request that timed out waiting is not stored";
+    EXPECT_EQ(count("lt"), 2);
+}
+
+// ---- purge ----------------------------------------------------------------------------------
+
+TEST_F(CacheTest, PurgeRemovesOneKey) {
+    std::string path = "/purge/one?" + cc("max-age=60");
+    std::string other = "/purge/one-other?" + cc("max-age=60");
+    get(path);
+    get(other);
+    ASSERT_EQ(cache_status(get(path)), "HIT");
+    Response purged = purge(port_, path);
+    EXPECT_EQ(purged.status, 204) << purged;
+    EXPECT_EQ(count("one"), 1) << "PURGE is answered by the cache";
+    Response after = get(path);
+    EXPECT_EQ(cache_status(after), "MISS") << after;
+    EXPECT_EQ(made_by(after), 2);
+    EXPECT_EQ(cache_status(get(other)), "HIT") << "only that key";
+}
+
+TEST_F(CacheTest, PurgeRemovesEveryVariant) {
+    std::string path = "/purge/variants?" + cc("max-age=60") + "&" + h("Vary", "Accept-Language");
+    for (std::string lang : {"en", "de"}) get(path, "Accept-Language: " + lang + "\r\n");
+    ASSERT_EQ(cache_status(get(path, "Accept-Language: de\r\n")), "HIT");
+    EXPECT_EQ(purge(port_, path).status, 204);
+    for (std::string lang : {"en", "de"}) {
+        Response r = get(path, "Accept-Language: " + lang + "\r\n");
+        EXPECT_EQ(cache_status(r), "MISS") << lang << ": " << r;
+    }
+    EXPECT_EQ(count("variants"), 4);
+}
+
+TEST_F(CacheTest, PurgeWithAStarRemovesEveryKeyWithThePrefix) {
+    std::vector<std::string> inside = {"/purge/pre/a?" + cc("max-age=60"), "/purge/pre/b?" + cc("max-age=60"),
+                                       "/purge/pre/c/d?" + cc("max-age=60")};
+    std::string outside = "/purge/prx?" + cc("max-age=60");
+    for (const auto& p : inside) get(p);
+    get(outside);
+    EXPECT_EQ(cache_status(get(inside[0])), "HIT");
+    Response purged = purge(port_, "/purge/pre/*");
+    EXPECT_EQ(purged.status, 204) << purged;
+    for (const auto& p : inside) EXPECT_NE(cache_status(get(p)), "HIT") << p;
+    EXPECT_EQ(cache_status(get(outside)), "HIT") << "outside the prefix";
+}
+
+TEST_F(CacheTest, ADeniedPurgeRemovesNothing) {
+    std::string path = "/pk/x?id=7&" + cc("max-age=60");
+    get(path);
+    ASSERT_EQ(cache_status(get(path)), "HIT");
+    Response denied = purge(port_, "/pk-denied/x?id=7");
+    EXPECT_EQ(denied.status, 403) << denied;
+    EXPECT_EQ(cache_status(get(path)), "HIT") << "the denied PURGE removed the entry";
+    Response allowed = purge(port_, "/pk/anything?id=7");
+    EXPECT_EQ(allowed.status, 204) << allowed;
+    EXPECT_EQ(cache_status(get(path)), "MISS");
+}
+
+// ---- the zone's limits -------------------------------------------------------------------
+
+long vm_rss_kib(pid_t pid) {
+    std::istringstream in(read_file("/proc/" + std::to_string(pid) + "/status"));
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    return -1;
+}
+
+TEST_F(CacheTest, EvictionKeepsTheZoneWithinMaxSize) {
+    // keys_zone=small max_size=1m: 40 objects of 64 KiB do not fit.
+    constexpr int kObjects = 40;
+    constexpr size_t kSize = 64 * 1024;
+    auto object = [](int i) { return "/ev/o" + std::to_string(i) + "?" + cc("max-age=600") + "&size=65536"; };
+    for (int i = 0; i < kObjects; ++i) {
+        Response r = get(object(i));
+        ASSERT_EQ(r.status, 200) << i << ": " << r;
+        ASSERT_GE(r.body.size(), kSize);
+    }
+    Response last = get(object(kObjects - 1));
+    EXPECT_EQ(cache_status(last), "HIT") << "the most recent object stays";
+    Response early = get(object(0));
+    EXPECT_EQ(early.status, 200);
+    EXPECT_EQ(cache_status(early), "MISS") << "the least recently used object was evicted";
+    EXPECT_EQ(made_by(early), 2);
+
+    pid_t worker = std::stoi("0" + early.header("X-Worker"));
+    ASSERT_GT(worker, 0) << early;
+    long before = vm_rss_kib(worker);
+    ASSERT_GT(before, 0);
+    for (int pass = 0; pass < 5; ++pass)
+        for (int i = 0; i < kObjects; ++i) {
+            Response r = get(object(i));
+            ASSERT_EQ(r.status, 200) << pass << "/" << i << ": " << r;
+            ASSERT_GE(r.body.size(), kSize);
+        }
+    long after = vm_rss_kib(worker);
+    // 5 x 2.5 MiB went through the 1 MiB zone.
+    EXPECT_LT(after - before, 6 * 1024) << "RSS " << before << " kB -> " << after << " kB";
+}
+
+TEST_F(CacheTest, ObjectsOverMaxObjectAreServedButNotStored) {
+    std::string path = "/ev/big?" + cc("max-age=600") + "&size=200000";
+    Response a = get(path);
+    Response b = get(path);
+    EXPECT_EQ(a.status, 200);
+    EXPECT_GE(a.body.size(), 200000u);
+    EXPECT_EQ(b.body.size(), a.body.size());
+    EXPECT_NE(cache_status(b), "HIT") << "max_object=128k";
+    EXPECT_EQ(count("big"), 2);
+}
+
+TEST_F(CacheTest, InactiveEntriesAreDropped) {
+    std::string path = "/brief/idle?" + cc("max-age=600");
+    get(path);
+    ASSERT_EQ(cache_status(get(path)), "HIT");
+    std::this_thread::sleep_for(3500ms);  // inactive=2s
+    Response r = get(path);
+    EXPECT_EQ(cache_status(r), "MISS") << r;
+    EXPECT_EQ(made_by(r), 2);
+}
+
+}  // namespace
+}  // namespace sluice::test
