@@ -1,8 +1,8 @@
 // The response cache (proxy_cache_*, issue 6) against the real daemon and a real
-// origin: RFC 9111 storing and freshness, Vary, client conditionals, HEAD,
-// revalidation, stale-while-revalidate and stale-if-error, invalidation by unsafe
-// methods, collapsed forwarding, min_uses, bypass, purge, poisoning defences and
-// the zone's limits. Multi-worker, reload and config-error tests are in
+// origin: RFC 9111 storing and freshness, the request's Cache-Control, Range, Vary,
+// client conditionals, HEAD, revalidation, stale-while-revalidate and
+// stale-if-error, invalidation by unsafe methods, collapsed forwarding, min_uses,
+// bypass, purge, poisoning defences and the zone's limits. Multi-worker, reload and config-error tests are in
 // cache_process_test.cc.
 //
 // The origin's /cache/ resources (t/lib/test_upstream.cc) take their response
@@ -120,6 +120,8 @@ http {
             proxy_pass http://be/cache/;
         }
         location /purge/ { proxy_cache main; proxy_cache_purge on; proxy_pass http://be/cache/; }
+        location /purge-str/ { proxy_cache main; proxy_cache_purge $http_x_purge; proxy_pass http://be/cache/; }
+        location /nohead/ { proxy_cache main; proxy_cache_convert_head off; proxy_pass http://be/cache/; }
         location /pk/ {
             proxy_cache main;
             proxy_cache_key "pk:$arg_id";
@@ -434,6 +436,53 @@ TEST_F(CacheTest, VaryKeepsOneEntryPerVariant) {
     EXPECT_EQ(count("vary"), 3);
 }
 
+// ---- the request's Cache-Control (RFC 9111 5.2.1; nginx ignores it) --------------------
+
+TEST_F(CacheTest, TheRequestsCacheControlIsHonoured) {
+    std::string path = "/cache/req-cc?" + cc("max-age=60");
+    get(path);
+    ASSERT_EQ(cache_status(get(path)), "HIT");
+    Response no_cache = get(path, "Cache-Control: no-cache\r\n");
+    EXPECT_NE(cache_status(no_cache), "HIT") << no_cache;
+    EXPECT_EQ(made_by(no_cache), 2) << "the client asked for a validated response";
+    Response pragma = get(path, "Pragma: no-cache\r\n");
+    EXPECT_EQ(made_by(pragma), 3) << "Pragma: no-cache without Cache-Control counts as no-cache";
+    Response hit = get(path);
+    EXPECT_EQ(cache_status(hit), "HIT") << hit;
+    EXPECT_EQ(made_by(hit), 3) << "the refetched response replaced the entry";
+
+    Response cached_only = get(path, "Cache-Control: only-if-cached\r\n");
+    EXPECT_EQ(cached_only.status, 200) << cached_only;
+    EXPECT_EQ(made_by(cached_only), 3);
+    Response nothing = get("/cache/req-oic?" + cc("max-age=60"), "Cache-Control: only-if-cached\r\n");
+    EXPECT_EQ(nothing.status, 504) << nothing;
+    EXPECT_EQ(count("req-oic"), 0) << "only-if-cached never goes upstream";
+}
+
+TEST_F(CacheTest, MaxStaleAcceptsAStaleEntry) {
+    ASSERT_EQ(get("/uri/max-stale?" + cc("max-age=1")).status, 200);
+    wait_past_one_second_lifetime();
+    Response r = get("/uri/max-stale?" + cc("max-age=60"), "Cache-Control: max-stale=60\r\n");
+    EXPECT_EQ(r.status, 200) << r;
+    EXPECT_EQ(cache_status(r), "STALE") << r;
+    EXPECT_EQ(made_by(r), 1);
+    EXPECT_EQ(count("max-stale"), 1);
+}
+
+TEST_F(CacheTest, RangeRequestsGetTheWholeResponseAndFillTheCache) {
+    std::string path = "/cache/range?" + cc("max-age=60");
+    Response miss = get(path, "Range: bytes=0-9\r\n");
+    EXPECT_EQ(miss.status, 200) << miss;
+    EXPECT_THAT(miss.body, Not(HasSubstr("\"range\""))) << "Range went upstream while filling";
+    Response full = get(path);
+    EXPECT_EQ(cache_status(full), "HIT") << full;
+    EXPECT_EQ(made_by(full), 1);
+    Response ranged_hit = get(path, "Range: bytes=0-9\r\n");
+    EXPECT_EQ(ranged_hit.status, 200) << ranged_hit;
+    EXPECT_EQ(ranged_hit.body, full.body);
+    EXPECT_EQ(count("range"), 1);
+}
+
 // ---- client conditionals and HEAD ----------------------------------------------------------
 
 TEST_F(CacheTest, ClientConditionalsAreAnsweredFromAFreshEntry) {
@@ -500,7 +549,38 @@ TEST_F(CacheTest, HeadIsServedFromTheGetEntry) {
     EXPECT_EQ(count("head-first"), 1);
 }
 
+TEST_F(CacheTest, WithConvertHeadOffAHeadMissIsNotStored) {
+    std::string path = "/nohead/nohead?" + cc("max-age=60");
+    Response r = head(path);
+    EXPECT_EQ(r.status, 200) << r;
+    Response after = get(path);
+    EXPECT_EQ(after.status, 200);
+    EXPECT_NE(cache_status(after), "HIT") << after;
+    EXPECT_EQ(made_by(after), 2);
+    EXPECT_THAT(after.body, HasSubstr("\"method\":\"GET\""));
+}
+
 // ---- revalidation -------------------------------------------------------------------------
+
+TEST_F(CacheTest, AStaleEntryIsRevalidatedWithItsETag) {
+    std::string etag = "&etag=" + enc("\"r1\"");
+    Response first = get("/reval-uri/etag?" + cc("max-age=1") + etag);
+    ASSERT_EQ(first.status, 200) << first;
+    wait_past_one_second_lifetime();
+    Response r = get("/reval-uri/etag?" + cc("max-age=60") + etag);
+    EXPECT_EQ(r.status, 200) << r;
+    EXPECT_EQ(cache_status(r), "REVALIDATED") << r;
+    EXPECT_EQ(r.body, first.body) << "the client gets the stored body";
+    EXPECT_EQ(count("etag"), 2) << "one conditional request";
+    // The 304's header fields replaced the stored ones, its freshness included.
+    EXPECT_EQ(r.header("X-Origin-Count"), "2") << r;
+    Response hit = get("/reval-uri/etag");
+    EXPECT_EQ(cache_status(hit), "HIT") << hit;
+    EXPECT_EQ(hit.header("X-Origin-Count"), "2") << hit;
+    EXPECT_EQ(hit.header("Cache-Control"), "max-age=60") << hit;
+    EXPECT_EQ(made_by(hit), 1);
+    EXPECT_EQ(count("etag"), 2);
+}
 
 TEST_F(CacheTest, AStaleEntryIsRevalidatedWithItsLastModified) {
     std::string lm = "&lm=" + enc("Sun, 06 Nov 1994 08:49:37 GMT");
@@ -527,6 +607,19 @@ TEST_F(CacheTest, AChangedResourceReplacesTheEntryOnRevalidation) {
     EXPECT_EQ(made_by(hit), 2);
 }
 
+TEST_F(CacheTest, NoCacheIsRevalidatedOnEveryUse) {
+    std::string path = "/reval/nocache?" + cc("no-cache") + "&etag=" + enc("\"n1\"");
+    Response first = get(path);
+    ASSERT_EQ(first.status, 200);
+    for (int i = 2; i <= 3; ++i) {
+        Response r = get(path);
+        EXPECT_EQ(r.status, 200) << r;
+        EXPECT_EQ(cache_status(r), "REVALIDATED") << r;
+        EXPECT_EQ(made_by(r), 1) << "the stored body";
+        EXPECT_EQ(count("nocache"), i) << "a conditional request for every use";
+    }
+}
+
 TEST_F(CacheTest, MustRevalidateForbidsServingStaleOnError) {
     Response first = get("/stale/mustreval?" + cc("max-age=1, must-revalidate"));
     ASSERT_EQ(first.status, 200);
@@ -539,6 +632,55 @@ TEST_F(CacheTest, MustRevalidateForbidsServingStaleOnError) {
 }
 
 // ---- stale serving ----------------------------------------------------------------------
+
+TEST_F(CacheTest, StaleWhileRevalidateServesStaleAndRefreshesOnce) {
+    Response first = get("/swr/swr?" + cc("max-age=1, stale-while-revalidate=60"));
+    ASSERT_EQ(first.status, 200);
+    wait_past_one_second_lifetime();
+    std::string refresh = "/swr/swr?" + cc("max-age=60") + "&delay=500";
+    Response stale = get(refresh);
+    EXPECT_EQ(stale.status, 200) << stale;
+    EXPECT_EQ(cache_status(stale), "STALE") << stale;
+    EXPECT_EQ(made_by(stale), 1);
+    // The refresh happens in the background, without another client asking.
+    EXPECT_TRUE(wait_until([&] { return count("swr") >= 2; }, 5000ms)) << count("swr");
+    Response fresh;
+    EXPECT_TRUE(wait_until(
+        [&] {
+            fresh = get(refresh);
+            return cache_status(fresh) == "HIT";
+        },
+        5000ms, 50ms))
+        << fresh;
+    EXPECT_EQ(made_by(fresh), 2) << fresh;
+    EXPECT_EQ(count("swr"), 2) << "exactly one refresh";
+}
+
+TEST_F(CacheTest, BackgroundUpdateServesStaleAndOthersSeeUpdating) {
+    Response first = get("/bg/upd?" + cc("max-age=1"));
+    ASSERT_EQ(first.status, 200);
+    wait_past_one_second_lifetime();
+    std::string refresh = "/bg/upd?" + cc("max-age=60") + "&delay=1500";
+    Response stale = get(refresh);
+    EXPECT_EQ(cache_status(stale), "STALE") << stale;
+    EXPECT_EQ(made_by(stale), 1);
+    ASSERT_TRUE(wait_until([&] { return count("upd") >= 2; }, 5000ms));
+    // The refresh is still waiting for the origin.
+    Response during = get(refresh);
+    EXPECT_EQ(during.status, 200);
+    EXPECT_EQ(cache_status(during), "UPDATING") << during;
+    EXPECT_EQ(made_by(during), 1);
+    Response fresh;
+    EXPECT_TRUE(wait_until(
+        [&] {
+            fresh = get(refresh);
+            return cache_status(fresh) == "HIT";
+        },
+        6000ms, 50ms))
+        << fresh;
+    EXPECT_EQ(made_by(fresh), 2);
+    EXPECT_EQ(count("upd"), 2) << "exactly one refresh";
+}
 
 TEST_F(CacheTest, StaleIfErrorFromTheResponseCoversAnErrorStatus) {
     Response first = get("/uri/sie?" + cc("max-age=1, stale-if-error=60"));
@@ -728,6 +870,23 @@ TEST_F(CacheTest, AfterTheLockTimeoutAWaiterForwardsButDoesNotStore) {
     EXPECT_EQ(count("lt"), 2);
 }
 
+TEST_F(CacheTest, WaitersGoUpstreamWhenTheResponseIsNotStorable) {
+    constexpr int kClients = 4;
+    std::string path = "/lock/unstorable?" + cc("no-store") + "&delay=500";
+    std::vector<Response> answers(kClients);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kClients; ++i)
+        threads.emplace_back([&, i] { answers[i] = cache::get(port_, path, "", 15000ms); });
+    for (auto& t : threads) t.join();
+    std::set<long> makers;
+    for (const Response& a : answers) {
+        EXPECT_EQ(a.status, 200) << a;
+        makers.insert(made_by(a));
+    }
+    EXPECT_EQ(makers.size(), size_t(kClients)) << "a no-store response went to more than one client";
+    EXPECT_EQ(count("unstorable"), kClients);
+}
+
 // ---- purge ----------------------------------------------------------------------------------
 
 TEST_F(CacheTest, PurgeRemovesOneKey) {
@@ -779,6 +938,29 @@ TEST_F(CacheTest, ADeniedPurgeRemovesNothing) {
     EXPECT_EQ(cache_status(get(path)), "HIT") << "the denied PURGE removed the entry";
     Response allowed = purge(port_, "/pk/anything?id=7");
     EXPECT_EQ(allowed.status, 204) << allowed;
+    EXPECT_EQ(cache_status(get(path)), "MISS");
+}
+
+TEST_F(CacheTest, PurgeOfAnAbsentKeyIs204) {
+    Response r = purge(port_, "/purge/never-stored");
+    EXPECT_EQ(r.status, 204) << r;
+    EXPECT_EQ(count("never-stored"), 0);
+}
+
+TEST_F(CacheTest, PurgeWithStringsPurgesOnlyWhenOneIsSet) {
+    std::string path = "/purge-str/ps?" + cc("max-age=60");
+    get(path);
+    ASSERT_EQ(cache_status(get(path)), "HIT");
+    // No X-Purge: the PURGE is proxied like any request.
+    Response proxied = purge(port_, path);
+    EXPECT_EQ(proxied.status, 200) << proxied;
+    EXPECT_THAT(proxied.body, HasSubstr("\"method\":\"PURGE\"")) << proxied;
+    get(path);
+    ASSERT_EQ(cache_status(get(path)), "HIT");
+    long before = count("ps");
+    Response purged = send_method(port_, "PURGE", path, "X-Purge: 1\r\n");
+    EXPECT_EQ(purged.status, 204) << purged;
+    EXPECT_EQ(count("ps"), before) << "a purge is answered by the cache";
     EXPECT_EQ(cache_status(get(path)), "MISS");
 }
 
