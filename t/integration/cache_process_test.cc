@@ -3,11 +3,13 @@
 // forwarding holds across workers, a reload (HUP) keeps the entries, and
 // configuration errors name file and line. See cache_test.cc for the semantics
 // against one worker, and cache_test.h for the origin's /cache/ resources.
+#include <signal.h>
 #include <sys/types.h>
 
 #include <algorithm>
 #include <atomic>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -26,6 +28,7 @@ worker_processes 4;
 events { worker_connections 1024; }
 http {
     proxy_cache_path {{PREFIX}}/cache keys_zone=shared:1m max_size=8m;
+    proxy_cache_path {{PREFIX}}/tiny keys_zone=tiny:1m max_size=512k;
     upstream be { server 127.0.0.1:{{UP}}; keepalive 8; }
     server {
         listen 127.0.0.1:{{PORT}} reuseport;
@@ -33,6 +36,7 @@ http {
         add_header X-Worker $pid always;
         location /c/ { proxy_cache shared; proxy_pass http://be/cache/; }
         location /lock/ { proxy_cache shared; proxy_cache_lock on; proxy_pass http://be/cache/; }
+        location /t/ { proxy_cache tiny; proxy_pass http://be/cache/; }
     }
 }
 )";
@@ -104,6 +108,94 @@ TEST_F(CacheWorkersTest, HundredConcurrentMissesMakeOneOriginRequest) {
     EXPECT_EQ(bodies.size(), 1u) << "every client got the one origin response";
     EXPECT_GE(workers.size(), 2u) << "answered by one worker only";
     EXPECT_EQ(count("hundred"), 1);
+}
+
+// Four workers store, serve and evict in one small zone at once: every answer is
+// the whole object it was asked for, its head and body from the same response.
+TEST_F(CacheWorkersTest, ConcurrentFillsAndEvictionsServeIntactObjects) {
+    constexpr int kThreads = 8;
+    constexpr int kRequestsPerThread = 150;
+    constexpr int kKeys = 30;  // 30 objects of 16..45 KiB: about twice the 512k zone
+    auto size_of = [](int key) { return size_t(16 * 1024 + key * 1024); };
+    auto path_of = [&](int key) {
+        return "/t/k" + std::to_string(key) + "?" + cc("max-age=600") + "&size=" + std::to_string(size_of(key));
+    };
+    std::atomic<int> bad{0}, hits{0};
+    std::vector<std::string> errors(kThreads);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t)
+        threads.emplace_back([&, t] {
+            uint32_t x = 2463534242u + uint32_t(t) * 7919u;
+            for (int i = 0; i < kRequestsPerThread; ++i) {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                int key = int(x % kKeys);
+                Response r = cache::get(daemon_->port(), path_of(key), "", 10000ms);
+                bool ok = r.status == 200 && r.body.size() == size_of(key) &&
+                          r.body.find("\"uri\":\"/cache/k" + std::to_string(key) + "?") != std::string::npos &&
+                          r.header("X-Origin-Count") == std::to_string(made_by(r));
+                if (!ok) {
+                    if (bad++ == 0 || errors[t].empty()) {
+                        std::ostringstream out;
+                        out << "key " << key << ": " << r;
+                        errors[t] = out.str().substr(0, 600);
+                    }
+                }
+                hits += cache_status(r) == "HIT";
+            }
+        });
+    for (auto& t : threads) t.join();
+    std::string first_error;
+    for (const auto& e : errors)
+        if (!e.empty()) first_error = e;
+    EXPECT_EQ(bad.load(), 0) << first_error;
+    EXPECT_GT(hits.load(), 0);
+}
+
+// A worker killed while it holds a key's fill lock: after proxy_cache_lock_age the
+// lock lapses and the next request for the key goes upstream instead of waiting for
+// proxy_cache_lock_timeout (60 s here).
+TEST(CacheLockTest, ALockOfAKilledWorkerLapsesAfterLockAge) {
+    UpstreamProcess up({"--id", "origin"});
+    ASSERT_TRUE(up.start());
+    Daemon daemon(std::string(kMainConfig) + R"(
+events { }
+http {
+    proxy_cache_path {{PREFIX}}/cache keys_zone=z:1m max_size=4m;
+    server {
+        listen 127.0.0.1:{{PORT}};
+        add_header X-Cache-Status $upstream_cache_status always;
+        location /la/ {
+            proxy_cache z;
+            proxy_cache_lock on;
+            proxy_cache_lock_age 1s;
+            proxy_cache_lock_timeout 60s;
+            proxy_pass http://127.0.0.1:{{UP}}/cache/;
+        }
+    }
+}
+)",
+                  {{"UP", up.port()}});
+    ASSERT_TRUE(daemon.start());
+    std::vector<pid_t> workers;
+    ASSERT_TRUE(wait_until([&] { return (workers = daemon.worker_pids()).size() == 1; }, kStartTimeout));
+    std::string path = "/la/dead?" + cc("max-age=60") + "&delay=1500";
+    Conn victim(daemon.port());
+    ASSERT_TRUE(victim.send("GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+    ASSERT_TRUE(wait_until([&] { return origin_count(up.port(), "/cache/dead") == 1; }, 5000ms));
+    ASSERT_EQ(kill(workers[0], SIGKILL), 0);
+    ASSERT_TRUE(wait_until(
+        [&] {
+            std::vector<pid_t> now = daemon.worker_pids();
+            return now.size() == 1 && now[0] != workers[0];
+        },
+        kStartTimeout))
+        << "no new worker";
+    Response r = get(daemon.port(), path, "", 20000ms);
+    EXPECT_EQ(r.status, 200) << r;
+    EXPECT_EQ(made_by(r), 2) << r;
+    EXPECT_EQ(origin_count(up.port(), "/cache/dead"), 2);
 }
 
 // ---- reload ---------------------------------------------------------------------------

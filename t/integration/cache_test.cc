@@ -84,6 +84,13 @@ http {
             proxy_cache_use_stale error timeout http_500 http_503;
             proxy_pass http://be/cache/;
         }
+        location /stale-timeout/ {
+            proxy_cache main;
+            proxy_cache_key $scheme$proxy_host$uri;
+            proxy_cache_use_stale timeout;
+            proxy_read_timeout 300ms;
+            proxy_pass http://be/cache/;
+        }
         location /flaky/ {
             proxy_cache main;
             proxy_cache_key $scheme$proxy_host$uri;
@@ -137,6 +144,19 @@ http {
         }
         location /ev/ { proxy_cache small; proxy_pass http://be/cache/; }
         location /brief/ { proxy_cache brief; proxy_pass http://be/cache/; }
+        location = /chunked-valid { proxy_cache main; proxy_cache_valid 60s; proxy_pass http://be/chunked; }
+        location = /truncated-valid { proxy_cache main; proxy_cache_valid 60s; proxy_pass http://be/bad/truncated; }
+    }
+
+    # Inheritance: the cache set at server level, off or refined in locations.
+    server {
+        listen 127.0.0.1:{{PORT2}};
+        add_header X-Cache-Status $upstream_cache_status always;
+        proxy_cache main;
+        proxy_cache_valid 200 60s;
+        location /inh/ { proxy_pass http://be/cache/; }
+        location /inh-off/ { proxy_cache off; proxy_pass http://be/cache/; }
+        location /inh-own/ { proxy_cache_valid 404 60s; proxy_pass http://be/cache/; }
     }
 }
 )";
@@ -436,6 +456,30 @@ TEST_F(CacheTest, VaryKeepsOneEntryPerVariant) {
     EXPECT_EQ(count("vary"), 3);
 }
 
+TEST_F(CacheTest, VaryComparesValuesAfterJoiningAndTrimming) {
+    std::string path = "/cache/vary-norm?" + cc("max-age=60") + "&" + h("Vary", "Accept-Language, Accept");
+    Response first = get(path, "Accept-Language: en, de\r\nAccept: text/plain\r\n");
+    EXPECT_EQ(cache_status(first), "MISS");
+    Response spaced = get(path, "Accept-Language: en,   de\r\nAccept: text/plain\r\n");
+    EXPECT_EQ(cache_status(spaced), "HIT") << "spaces around list members do not make another variant";
+    Response split = get(path, "Accept-Language: en\r\nAccept-Language: de\r\nAccept: text/plain\r\n");
+    EXPECT_EQ(cache_status(split), "HIT") << "two field lines are one list";
+    Response other = get(path, "Accept-Language: en, de\r\nAccept: text/html\r\n");
+    EXPECT_EQ(cache_status(other), "MISS") << "the second Vary field differs";
+    EXPECT_EQ(count("vary-norm"), 2);
+}
+
+TEST_F(CacheTest, AnUnsafeMethodInvalidatesEveryVariant) {
+    std::string path = "/cache/vary-inv?" + cc("max-age=60") + "&" + h("Vary", "Accept-Language");
+    for (std::string lang : {"en", "de"}) get(path, "Accept-Language: " + lang + "\r\n");
+    ASSERT_EQ(cache_status(get(path, "Accept-Language: en\r\n")), "HIT");
+    EXPECT_EQ(method("DELETE", path).status, 200);
+    for (std::string lang : {"en", "de"}) {
+        Response r = get(path, "Accept-Language: " + lang + "\r\n");
+        EXPECT_EQ(cache_status(r), "MISS") << lang << ": " << r;
+    }
+}
+
 // ---- the request's Cache-Control (RFC 9111 5.2.1; nginx ignores it) --------------------
 
 TEST_F(CacheTest, TheRequestsCacheControlIsHonoured) {
@@ -560,6 +604,103 @@ TEST_F(CacheTest, WithConvertHeadOffAHeadMissIsNotStored) {
     EXPECT_THAT(after.body, HasSubstr("\"method\":\"GET\""));
 }
 
+TEST_F(CacheTest, CachedAnswersKeepAKeptAliveConnectionInStep) {
+    std::string path = "/cache/ka?" + cc("max-age=60") + "&etag=" + enc("\"k1\"");
+    std::string fresh_path = "/cache/ka-head-miss?" + cc("max-age=60");
+    auto line = [](std::string_view m, const std::string& p, std::string_view extra = "") {
+        return std::string(m) + " " + p + " HTTP/1.1\r\nHost: localhost\r\n" + std::string(extra) + "\r\n";
+    };
+    Conn c(port_);
+    ASSERT_TRUE(c.connected());
+    // A miss, a hit, a HEAD hit, a HEAD miss (filled with GET), a 304 from the cache,
+    // then a hit: one at a time, and then all pipelined. A body where there must be
+    // none would be read as the next response's head.
+    for (int round = 0; round < 2; ++round) {
+        std::vector<std::pair<std::string, bool>> requests = {
+            {line("GET", path), false},
+            {line("GET", path), false},
+            {line("HEAD", path), true},
+            {line("HEAD", fresh_path + "&round=" + std::to_string(round)), true},
+            {line("GET", path, "If-None-Match: \"k1\"\r\n"), false},
+            {line("GET", path), false},
+        };
+        if (round == 0) {
+            for (const auto& [raw, is_head] : requests) {
+                ASSERT_TRUE(c.send(raw));
+                auto r = c.read_response(kDefaultTimeout, is_head);
+                ASSERT_TRUE(r) << c.error();
+                EXPECT_TRUE(r->status == 200 || r->status == 304) << *r;
+            }
+        } else {
+            std::string all;
+            for (const auto& [raw, is_head] : requests) all += raw;
+            ASSERT_TRUE(c.send(all));
+            std::vector<int> statuses;
+            for (const auto& [raw, is_head] : requests) {
+                auto r = c.read_response(kDefaultTimeout, is_head);
+                ASSERT_TRUE(r) << c.error();
+                statuses.push_back(r->status);
+                if (!is_head && r->status == 200) {
+                    EXPECT_EQ(made_by(*r), 1) << *r;
+                }
+            }
+            EXPECT_EQ(statuses, (std::vector<int>{200, 200, 200, 200, 304, 200}));
+        }
+    }
+    EXPECT_FALSE(c.peer_closed_now()) << "the connection was closed";
+    EXPECT_EQ(count("ka"), 1);
+}
+
+TEST_F(CacheTest, AChunkedResponseIsStoredAndServedToHttp10) {
+    Response first = get("/chunked-valid");
+    ASSERT_EQ(first.status, 200) << first;
+    Response hit = get("/chunked-valid");
+    EXPECT_EQ(cache_status(hit), "HIT") << hit;
+    EXPECT_EQ(hit.body, first.body);
+    auto old = http_request(port_, "GET /chunked-valid HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    ASSERT_TRUE(old);
+    EXPECT_EQ(old->status, 200) << *old;
+    EXPECT_EQ(cache_status(*old), "HIT") << *old;
+    EXPECT_FALSE(old->has("Transfer-Encoding")) << "chunked to an HTTP/1.0 client: " << *old;
+    EXPECT_EQ(old->body, first.body);
+}
+
+TEST_F(CacheTest, ATruncatedResponseIsNotStored) {
+    // The origin promises 100 bytes, sends 10 and closes.
+    auto origin_requests = [&] {
+        auto r = http_get(up_->port(), "/stats");
+        return r ? json_count(r->body, "requests") : -1;
+    };
+    get("/truncated-valid");
+    long before = origin_requests();
+    Response second = get("/truncated-valid");
+    EXPECT_NE(cache_status(second), "HIT") << "an incomplete body was stored: " << second;
+    EXPECT_EQ(origin_requests(), before + 2) << "the second request was not forwarded";
+}
+
+TEST_F(CacheTest, CacheSettingsAreInheritedAndOverridden) {
+    uint16_t port2 = daemon_->port("PORT2");
+    cache::get(port2, "/inh/i1");
+    Response inherited = cache::get(port2, "/inh/i1");
+    EXPECT_EQ(cache_status(inherited), "HIT") << "proxy_cache and proxy_cache_valid from the server";
+    EXPECT_EQ(made_by(inherited), 1);
+
+    cache::get(port2, "/inh-off/i2?" + cc("max-age=60"));
+    Response off = cache::get(port2, "/inh-off/i2?" + cc("max-age=60"));
+    EXPECT_EQ(cache_status(off), "") << off;
+    EXPECT_EQ(made_by(off), 2);
+
+    // A location's own proxy_cache_valid replaces the server's list.
+    cache::get(port2, "/inh-own/i3");
+    Response own200 = cache::get(port2, "/inh-own/i3");
+    EXPECT_NE(cache_status(own200), "HIT") << own200;
+    EXPECT_EQ(made_by(own200), 2);
+    cache::get(port2, "/inh-own/i4?status=404");
+    Response own404 = cache::get(port2, "/inh-own/i4?status=404");
+    EXPECT_EQ(own404.status, 404);
+    EXPECT_EQ(cache_status(own404), "HIT") << own404;
+}
+
 // ---- revalidation -------------------------------------------------------------------------
 
 TEST_F(CacheTest, AStaleEntryIsRevalidatedWithItsETag) {
@@ -605,6 +746,19 @@ TEST_F(CacheTest, AChangedResourceReplacesTheEntryOnRevalidation) {
     Response hit = get("/reval-uri/changed");
     EXPECT_EQ(cache_status(hit), "HIT") << hit;
     EXPECT_EQ(made_by(hit), 2);
+}
+
+TEST_F(CacheTest, ASetCookieInA304IsNeverServedToAnotherClient) {
+    std::string etag = "&etag=" + enc("\"sc1\"");
+    ASSERT_EQ(get("/reval-uri/cookie304?" + cc("max-age=1") + etag).status, 200);
+    wait_past_one_second_lifetime();
+    Response r = get("/reval-uri/cookie304?" + cc("max-age=60") + etag + "&" + h("Set-Cookie", "session=bob-secret"));
+    EXPECT_EQ(r.status, 200) << r;
+    EXPECT_EQ(count("cookie304"), 2);
+    Response other = get("/reval-uri/cookie304?" + cc("max-age=60") + etag);
+    EXPECT_EQ(other.status, 200) << other;
+    EXPECT_FALSE(other.has("Set-Cookie")) << "another client got the cookie of a 304: " << other;
+    EXPECT_THAT(other.raw_head, Not(HasSubstr("bob-secret")));
 }
 
 TEST_F(CacheTest, NoCacheIsRevalidatedOnEveryUse) {
@@ -710,6 +864,16 @@ TEST_F(CacheTest, UseStaleServesStaleForTheListedStatusesOnly) {
     Response r404 = get("/stale/listed?status=404");
     EXPECT_EQ(r404.status, 404) << "http_404 is not in proxy_cache_use_stale: " << r404;
     EXPECT_EQ(count("listed"), 3);
+}
+
+TEST_F(CacheTest, UseStaleTimeoutServesStaleWhenTheOriginIsSlow) {
+    Response first = get("/stale-timeout/slow?" + cc("max-age=1"));
+    ASSERT_EQ(first.status, 200) << first;
+    wait_past_one_second_lifetime();
+    Response r = get("/stale-timeout/slow?delay=2000");  // proxy_read_timeout 300ms
+    EXPECT_EQ(r.status, 200) << r;
+    EXPECT_EQ(cache_status(r), "STALE") << r;
+    EXPECT_EQ(r.body, first.body);
 }
 
 TEST_F(CacheTest, StaleIsServedWhileTheOriginIsDown) {
@@ -850,6 +1014,26 @@ TEST_F(CacheTest, ConcurrentMissesMakeOneOriginRequestWithTheLock) {
     EXPECT_EQ(ok, kClients);
     EXPECT_EQ(bodies.size(), 1u) << "every client got the one origin response";
     EXPECT_EQ(count("collapse"), 1);
+}
+
+TEST_F(CacheTest, CollapsedWaitersGetTheWholeLargeBody) {
+    constexpr int kClients = 10;
+    constexpr size_t kSize = 900000;  // under the default max_object (1m)
+    std::string path = "/lock/large?" + cc("max-age=60") + "&size=" + std::to_string(kSize) + "&delay=500";
+    std::vector<Response> answers(kClients);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kClients; ++i)
+        threads.emplace_back([&, i] { answers[i] = cache::get(port_, path, "", 15000ms); });
+    for (auto& t : threads) t.join();
+    for (const Response& a : answers) {
+        EXPECT_EQ(a.status, 200);
+        EXPECT_EQ(a.body.size(), kSize);
+        EXPECT_EQ(a.body, answers[0].body) << "a waiter got different bytes";
+    }
+    EXPECT_EQ(count("large"), 1);
+    Response hit = get(path);
+    EXPECT_EQ(cache_status(hit), "HIT") << hit;
+    EXPECT_EQ(hit.body, answers[0].body);
 }
 
 TEST_F(CacheTest, AfterTheLockTimeoutAWaiterForwardsButDoesNotStore) {
