@@ -252,6 +252,44 @@ TEST(CacheReloadTest, AReloadKeepsTheEntries) {
     EXPECT_EQ(origin_count(up.port(), "/cache/reload"), 1);
 }
 
+// A zone whose size changes is laid out anew at the reload: the entries go, and
+// the cache keeps working.
+TEST(CacheReloadTest, AReloadThatResizesTheZoneStartsItEmpty) {
+    UpstreamProcess up({"--id", "origin"});
+    ASSERT_TRUE(up.start());
+    auto config = [](std::string_view max_size) {
+        std::string c = std::string(kMainConfig) + std::string(kReloadConfig);
+        c.replace(c.find("{{EXTRA}}"), 9, "");
+        c.replace(c.find("max_size=4m"), 11, "max_size=" + std::string(max_size));
+        return c;
+    };
+    Daemon daemon(config("4m"), {{"UP", up.port()}});
+    ASSERT_TRUE(daemon.start());
+    std::string path = "/c/resized?" + cc("max-age=600");
+    ASSERT_EQ(get(daemon.port(), path).status, 200);
+    ASSERT_EQ(cache_status(get(daemon.port(), path)), "HIT");
+
+    std::vector<pid_t> old = daemon.worker_pids();
+    daemon.write_config(config("8m"));
+    CommandResult reload = daemon.run_cli({"-s", "reload"});
+    ASSERT_EQ(reload.exit_code, 0) << reload.output;
+    ASSERT_TRUE(wait_until(
+        [&] {
+            std::vector<pid_t> now = daemon.worker_pids();
+            if (now.empty()) return false;
+            for (pid_t p : now)
+                if (std::count(old.begin(), old.end(), p)) return false;
+            return true;
+        },
+        kStartTimeout));
+    Response after = get(daemon.port(), path);
+    EXPECT_EQ(after.status, 200) << after;
+    EXPECT_EQ(cache_status(after), "MISS") << after;
+    Response again = get(daemon.port(), path);
+    EXPECT_EQ(cache_status(again), "HIT") << again;
+    EXPECT_EQ(origin_count(up.port(), "/cache/resized"), 2);
+}
+
 // ---- configuration errors ------------------------------------------------------------
 
 struct CheckResult {

@@ -15,8 +15,13 @@
 // test change the origin's answer (its query) for one cache entry: an entry filled
 // with max-age=1 is refreshed by a request whose query says max-age=60, so that
 // the refreshed entry is surely fresh for the checks that follow.
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <memory>
@@ -42,6 +47,8 @@ http {
     proxy_cache_path {{PREFIX}}/cache-main keys_zone=main:1m max_size=16m;
     proxy_cache_path {{PREFIX}}/cache-small keys_zone=small:1m max_size=1m max_object=128k;
     proxy_cache_path {{PREFIX}}/cache-brief keys_zone=brief:8k inactive=2s;
+    proxy_cache_path {{PREFIX}}/cache-few keys_zone=few:8k max_size=4m;
+    proxy_cache_path {{PREFIX}}/cache-big keys_zone=big:1m max_size=12m max_object=8m;
 
     upstream be { server 127.0.0.1:{{UP}}; keepalive 8; }
     upstream flaky { server 127.0.0.1:{{FLAKY}}; }
@@ -144,6 +151,8 @@ http {
         }
         location /ev/ { proxy_cache small; proxy_pass http://be/cache/; }
         location /brief/ { proxy_cache brief; proxy_pass http://be/cache/; }
+        location /few/ { proxy_cache few; proxy_pass http://be/cache/; }
+        location /big/ { proxy_cache big; proxy_cache_purge on; proxy_pass http://be/cache/; }
         location = /chunked-valid { proxy_cache main; proxy_cache_valid 60s; proxy_pass http://be/chunked; }
         location = /truncated-valid { proxy_cache main; proxy_cache_valid 60s; proxy_pass http://be/bad/truncated; }
     }
@@ -761,6 +770,20 @@ TEST_F(CacheTest, ASetCookieInA304IsNeverServedToAnotherClient) {
     EXPECT_THAT(other.raw_head, Not(HasSubstr("bob-secret")));
 }
 
+TEST_F(CacheTest, AClientsConditionalOnAStaleEntryIsAnsweredAfterRevalidation) {
+    std::string etag = "&etag=" + enc("\"cv1\"");
+    ASSERT_EQ(get("/reval-uri/client-cond?" + cc("max-age=1") + etag).status, 200);
+    wait_past_one_second_lifetime();
+    Response r = get("/reval-uri/client-cond?" + cc("max-age=60") + etag, "If-None-Match: \"cv1\"\r\n");
+    EXPECT_EQ(r.status, 304) << r;
+    EXPECT_EQ(cache_status(r), "REVALIDATED") << r;
+    EXPECT_EQ(count("client-cond"), 2);
+    Response full = get("/reval-uri/client-cond");
+    EXPECT_EQ(full.status, 200);
+    EXPECT_EQ(cache_status(full), "HIT") << full;
+    EXPECT_EQ(made_by(full), 1);
+}
+
 TEST_F(CacheTest, NoCacheIsRevalidatedOnEveryUse) {
     std::string path = "/reval/nocache?" + cc("no-cache") + "&etag=" + enc("\"n1\"");
     Response first = get(path);
@@ -1199,6 +1222,99 @@ TEST_F(CacheTest, ObjectsOverMaxObjectAreServedButNotStored) {
     EXPECT_EQ(b.body.size(), a.body.size());
     EXPECT_NE(cache_status(b), "HIT") << "max_object=128k";
     EXPECT_EQ(count("big"), 2);
+}
+
+TEST_F(CacheTest, MoreKeysThanTheKeysZoneHoldsKeepWorking) {
+    // keys_zone=few:8k has records for a few dozen entries; 300 keys go through it.
+    constexpr int kKeys = 300;
+    auto path = [](int i) { return "/few/f" + std::to_string(i) + "?" + cc("max-age=600"); };
+    for (int i = 0; i < kKeys; ++i) {
+        Response r = get(path(i));
+        ASSERT_EQ(r.status, 200) << i << ": " << r;
+        ASSERT_THAT(r.body, HasSubstr("/cache/f" + std::to_string(i) + "?")) << i;
+    }
+    Response last = get(path(kKeys - 1));
+    EXPECT_EQ(cache_status(last), "HIT") << last;
+    Response first = get(path(0));
+    EXPECT_EQ(first.status, 200);
+    EXPECT_EQ(cache_status(first), "MISS") << first;
+}
+
+TEST_F(CacheTest, A204IsStoredAndServedWithoutABody) {
+    std::string path = "/cache/no-content?" + cc("max-age=60") + "&status=204";
+    Conn c(port_);
+    std::string raw = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    for (int i = 0; i < 3; ++i) {
+        ASSERT_TRUE(c.send(raw));
+        auto r = c.read_response();
+        ASSERT_TRUE(r) << c.error();
+        EXPECT_EQ(r->status, 204) << *r;
+        EXPECT_EQ(r->body, "");
+        if (i > 0) {
+            EXPECT_EQ(cache_status(*r), "HIT") << *r;
+        }
+    }
+    // Nothing stray followed the 204s on the connection.
+    ASSERT_TRUE(c.send("GET /cache/after-204?" + cc("max-age=60") + " HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+    auto after = c.read_response();
+    ASSERT_TRUE(after) << c.error();
+    EXPECT_EQ(after->status, 200) << *after;
+    EXPECT_EQ(count("no-content"), 1);
+}
+
+// A client reads a large hit slowly while its entry is purged and the zone is
+// refilled with other objects: the bytes it gets are still the entry's (an entry
+// being served is kept until the last reader is done).
+TEST_F(CacheTest, ASlowReaderOfAPurgedEntryGetsItsOwnBytes) {
+    constexpr size_t kSize = 6 << 20;  // more than the daemon's socket send buffer takes
+    auto object = [](char c) {
+        return "/big/" + std::string(1, c) + "?" + cc("max-age=600") + "&size=" + std::to_string(kSize) +
+               "&pad=" + std::string(1, c);
+    };
+    Response a = cache::get(port_, object('a'), "", 30000ms);
+    ASSERT_EQ(a.status, 200) << a.status;
+    ASSERT_EQ(a.body.size(), kSize);
+
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    int small = 16384;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port_);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    std::string request = "GET " + object('a') + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    ASSERT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL), ssize_t(request.size()));
+    std::string received;
+    auto read_some = [&](Millis timeout) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, int(timeout.count())) <= 0) return false;
+        char buf[65536];
+        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) return false;
+        received.append(buf, size_t(n));
+        return true;
+    };
+    for (int i = 0; i < 500 && received.find("\r\n\r\n") == std::string::npos; ++i)
+        if (!read_some(5000ms)) break;
+    ASSERT_NE(received.find("\r\n\r\n"), std::string::npos) << "no head";
+    EXPECT_THAT(received.substr(0, received.find("\r\n\r\n")), HasSubstr("X-Cache-Status: HIT"));
+
+    EXPECT_EQ(purge(port_, object('a')).status, 204);
+    for (char c : {'b', 'c'}) {
+        Response other = cache::get(port_, object(c), "", 30000ms);
+        EXPECT_EQ(other.status, 200);
+        EXPECT_EQ(other.body.size(), kSize);
+    }
+    for (int i = 0; i < 10000 && read_some(5000ms); ++i) {
+    }
+    ::close(fd);
+    size_t body_at = received.find("\r\n\r\n") + 4;
+    std::string body = received.substr(body_at);
+    EXPECT_EQ(body.size(), kSize);
+    EXPECT_TRUE(body == a.body) << "the slow reader got other bytes: " << std::count(body.begin(), body.end(), 'b')
+                                << " b's and " << std::count(body.begin(), body.end(), 'c') << " c's";
 }
 
 TEST_F(CacheTest, InactiveEntriesAreDropped) {

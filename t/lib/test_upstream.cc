@@ -53,6 +53,7 @@
 //                  unsafe_status=NNN  the status of other methods (default 200)
 //                  delay=MS           answer after MS milliseconds
 //                  size=N             pad the body to at least N bytes
+//                  pad=C              the padding byte (default 'p')
 //                The body is {"count":N,"echo":ECHO,"pad":"..."}: N numbers the requests
 //                for this path (the query excluded), this one included, and ECHO is the
 //                JSON echo above, so a cached body tells which request made it. Every
@@ -984,6 +985,7 @@ void Connection::write_cache(const Request& request, uint64_t count) {
     std::string etag, last_modified, headers;
     bool has_date = false;
     uint64_t size = 0;
+    char pad = 'p';
     for (const auto& [name, value] : query_items(request.target)) {
         if (name == "h") {
             size_t colon = value.find(':');
@@ -1001,6 +1003,8 @@ void Connection::write_cache(const Request& request, uint64_t count) {
             if (auto n = parse_number<int>(value); n && *n >= 200 && *n <= 599) status = *n;
         } else if (name == "size") {
             size = parse_number<uint64_t>(value).value_or(0);
+        } else if (name == "pad" && value.size() == 1 && value[0] != '"' && value[0] != '\\') {
+            pad = value[0];
         }
     }
     if (!has_date) headers += "Date: " + http_date(time(nullptr)) + "\r\n";
@@ -1027,7 +1031,7 @@ void Connection::write_cache(const Request& request, uint64_t count) {
     }
     std::string body = "{\"count\":" + std::to_string(count) + ",\"echo\":" + echo_json(request) + ",\"pad\":\"";
     size_t tail = 2;  // "}
-    if (body.size() + tail < size) body.append(size - body.size() - tail, 'p');
+    if (body.size() + tail < size) body.append(size - body.size() - tail, pad);
     body += "\"}";
     write_head(status, request, headers + "Content-Length: " + std::to_string(body.size()) + "\r\n");
     if (request.method != "HEAD") evbuffer_add(output(), body.data(), body.size());
