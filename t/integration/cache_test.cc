@@ -50,6 +50,9 @@ http {
     proxy_cache_path {{PREFIX}}/cache-few keys_zone=few:8k max_size=4m;
     proxy_cache_path {{PREFIX}}/cache-big keys_zone=big:1m max_size=12m max_object=8m;
 
+    log_format cache '$request_uri $upstream_cache_status';
+    access_log {{PREFIX}}/logs/cache.log cache;
+
     upstream be { server 127.0.0.1:{{UP}}; keepalive 8; }
     upstream flaky { server 127.0.0.1:{{FLAKY}}; }
 
@@ -90,6 +93,14 @@ http {
             proxy_cache_key $scheme$proxy_host$uri;
             proxy_cache_use_stale error timeout http_500 http_503;
             proxy_pass http://be/cache/;
+        }
+        # The entry of /stale/listed, fetched from an origin path that answers a
+        # malformed status line.
+        location = /stale-invalid {
+            proxy_cache main;
+            proxy_cache_key $scheme$proxy_host/stale/listed;
+            proxy_cache_use_stale invalid_header;
+            proxy_pass http://be/bad/status-line;
         }
         location /stale-timeout/ {
             proxy_cache main;
@@ -244,6 +255,21 @@ TEST_F(CacheTest, UpstreamCacheStatusIsEmptyWithoutACache) {
     ASSERT_EQ(r.status, 200) << r;
     EXPECT_EQ(cache_status(r), "") << r;
     EXPECT_EQ(made_by(get("/nocache/plain?" + cc("max-age=60"))), 2);
+}
+
+TEST_F(CacheTest, TheAccessLogHasTheCacheStatus) {
+    get("/cache/logged?x=1&" + cc("max-age=60"));
+    get("/cache/logged?x=1&" + cc("max-age=60"));
+    std::string miss = "/cache/logged?x=1&" + cc("max-age=60") + " MISS\n";
+    std::string hit = "/cache/logged?x=1&" + cc("max-age=60") + " HIT\n";
+    std::string log;
+    EXPECT_TRUE(wait_until(
+        [&] {
+            log = daemon_->dir().read("logs/cache.log");
+            return log.find(miss) != std::string::npos && log.find(hit) != std::string::npos;
+        },
+        5000ms))
+        << log.substr(log.size() > 2000 ? log.size() - 2000 : 0);
 }
 
 TEST_F(CacheTest, AgeCountsTheOriginsAgeAndTheTimeStored) {
@@ -884,6 +910,10 @@ TEST_F(CacheTest, UseStaleServesStaleForTheListedStatusesOnly) {
     EXPECT_EQ(r503.status, 200) << r503;
     EXPECT_EQ(cache_status(r503), "STALE") << r503;
     EXPECT_EQ(r503.body, first.body);
+    Response invalid = get("/stale-invalid");
+    EXPECT_EQ(invalid.status, 200) << invalid;
+    EXPECT_EQ(cache_status(invalid), "STALE") << "proxy_cache_use_stale invalid_header: " << invalid;
+    EXPECT_EQ(invalid.body, first.body);
     Response r404 = get("/stale/listed?status=404");
     EXPECT_EQ(r404.status, 404) << "http_404 is not in proxy_cache_use_stale: " << r404;
     EXPECT_EQ(count("listed"), 3);
