@@ -220,8 +220,12 @@ bool relay_data(ProxyCtx& ctx, const char* p, size_t n) {
         chain.last = true;
         break;
     }
-    if (ctx.cache)
+    if (ctx.cache) {
         for (const BodyBuf& b : chain.bufs) proxy_cache_body(ctx, b.data);
+        // Stored before the client gets the last byte: a client that asks
+        // again at once, in any worker, finds the entry.
+        if (chain.last) proxy_cache_complete(ctx);
+    }
     if ((!chain.bufs.empty() || chain.last) && !ctx.sink && !r.send_body(chain)) {
         proxy_finish(ctx, 0);  // the client is gone
         return false;
@@ -231,7 +235,6 @@ bool relay_data(ProxyCtx& ctx, const char* p, size_t n) {
         return false;
     }
     if (chain.last) {
-        if (ctx.cache) proxy_cache_complete(ctx);
         decide_reuse(ctx);
         proxy_response_complete(ctx);
         return false;
@@ -262,11 +265,11 @@ void relay(ProxyCtx& ctx) {
                 BodyChain& chain = *ctx.chain;
                 chain.bufs.clear();
                 chain.last = true;
+                if (ctx.cache) proxy_cache_complete(ctx);  // before the client's last byte, as in relay_data
                 if (!ctx.sink && !ctx.r->send_body(chain)) {
                     proxy_finish(ctx, 0);
                     break;
                 }
-                if (ctx.cache) proxy_cache_complete(ctx);
                 proxy_response_complete(ctx);
                 break;
             }

@@ -522,7 +522,12 @@ bool ever_reusable(const ResponseCacheInfo& resp, const CachePolicyConfig& cfg, 
     if (lifetime > 0) return true;
     bool stale_forbidden =
         resp.cc.must_revalidate || resp.cc.proxy_revalidate || (cfg.shared && resp.cc.s_maxage != kAbsent);
-    bool stale_allowed = resp.cc.stale_while_revalidate > 0 || resp.cc.stale_if_error > 0 || cfg.use_stale != 0;
+    // Only the response's own stale-* make a copy that is stale from the
+    // start worth keeping. proxy_cache_use_stale does not (nginx stores
+    // nothing without a lifetime): it would let any response without
+    // caching headers, a 404 say, replace a good entry and then be served
+    // as STALE whenever the upstream fails.
+    bool stale_allowed = resp.cc.stale_while_revalidate > 0 || resp.cc.stale_if_error > 0;
     return !stale_forbidden && stale_allowed;
 }
 

@@ -243,6 +243,7 @@ enum class StoreVerdict : uint8_t {
     VaryStar,                // "Vary: *" never matches a request (§4.1): not stored at all
     NoFreshnessInformation,  // no explicit expiry, no public, not heuristically cacheable, no proxy_cache_valid (§3)
     NeverReusable,           // lifetime 0 (or no-cache), no validator used (revalidate off or none),
+                             // no stale-while-revalidate / stale-if-error in the response
                              // nothing allows stale: storing is pointless
 };
 

@@ -407,7 +407,8 @@ const StoreCase kStoreCases[] = {
     {Method::Get, "", 200, "Cache-Control: max-age=0", kNone, SV::NeverReusable},
     {Method::Get, "", 200, "Cache-Control: max-age=0, stale-if-error=60", kNone, SV::Store},
     {Method::Get, "", 200, "Cache-Control: max-age=0, must-revalidate, stale-if-error=60", kNone, SV::NeverReusable},
-    {Method::Get, "", 200, "Cache-Control: max-age=0", kUseStaleError, SV::Store},
+    {Method::Get, "", 200, "Cache-Control: max-age=0", kUseStaleError, SV::NeverReusable},  // nginx: no lifetime, not stored
+    {Method::Get, "", 404, "", kUseStaleError, SV::NeverReusable},  // heuristically cacheable, but no Last-Modified
     {Method::Get, "", 200, "Cache-Control: no-cache, max-age=60", kNone, SV::NeverReusable},
     {Method::Get, "", 200, "Cache-Control: no-cache\nETag: \"v1\"", kRevalidateOn, SV::Store},
     {Method::Get, "", 200, "Cache-Control: no-cache\nETag: \"v1\"", kNone,
