@@ -85,6 +85,30 @@ TEST_F(CacheWorkersTest, AnEntryStoredByOneWorkerIsAHitInTheOthers) {
     EXPECT_EQ(count("shared"), origin);
 }
 
+// The entry is committed before the last byte of the response that fills it
+// reaches the client: a client that got the whole response and asks again, in
+// whatever worker, gets a hit.
+TEST_F(CacheWorkersTest, AResponseIsStoredByTheTimeItsClientHasIt) {
+    constexpr int kKeys = 60;
+    int misses = 0;
+    std::string first_miss;
+    for (int i = 0; i < kKeys; ++i) {
+        std::string name = "soon-" + std::to_string(i);
+        std::string path = "/c/" + name + "?" + cc("max-age=60");
+        Response fill = get(daemon_->port(), path);
+        ASSERT_EQ(fill.status, 200) << fill;
+        Response next = get(daemon_->port(), path);
+        if (cache_status(next) != "HIT") {
+            if (misses++ == 0) {
+                std::ostringstream out;
+                out << "key " << name << ": filled by worker " << fill.header("X-Worker") << ", then " << next;
+                first_miss = out.str();
+            }
+        }
+    }
+    EXPECT_EQ(misses, 0) << first_miss;
+}
+
 TEST_F(CacheWorkersTest, HundredConcurrentMissesMakeOneOriginRequest) {
     constexpr int kClients = 100;
     std::string request = "GET /lock/hundred?" + cc("max-age=60") +

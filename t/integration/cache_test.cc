@@ -919,6 +919,22 @@ TEST_F(CacheTest, UseStaleServesStaleForTheListedStatusesOnly) {
     EXPECT_EQ(count("listed"), 3);
 }
 
+// proxy_cache_use_stale says when a stored entry may be served stale; it does not
+// make storable a response that has no freshness, no validator and no
+// proxy_cache_valid (which must not be stored at all), so there is nothing stale to
+// serve when the origin then fails.
+TEST_F(CacheTest, UseStaleDoesNotMakeAResponseWithoutFreshnessStorable) {
+    for (std::string name : {"no-fresh-200", "no-fresh-404"}) {
+        std::string status = name == "no-fresh-404" ? "?status=404" : "";
+        Response first = get("/stale/" + name + status);
+        ASSERT_EQ(first.status, name == "no-fresh-404" ? 404 : 200) << first;
+        Response failed = get("/stale/" + name + "?status=500");
+        EXPECT_EQ(failed.status, 500) << name << " was stored: " << failed;
+        EXPECT_NE(cache_status(failed), "STALE") << failed;
+        EXPECT_EQ(count(name), 2);
+    }
+}
+
 TEST_F(CacheTest, UseStaleTimeoutServesStaleWhenTheOriginIsSlow) {
     Response first = get("/stale-timeout/slow?" + cc("max-age=1"));
     ASSERT_EQ(first.status, 200) << first;
