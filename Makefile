@@ -14,7 +14,7 @@ TEST_LIBS := -lgtest -lgtest_main -pthread
 $(INTEGRATION_OBJS): CXXFLAGS += -It/lib
 HELLO_MODULE := contrib/modules/hello
 
-.PHONY: all build run test unit integration bench fuzz install uninstall clean deps configured
+.PHONY: all build run test unit integration bench fuzz soak install uninstall clean deps configured
 
 # Build with every core unless the caller chose (make -jN).
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
@@ -92,6 +92,10 @@ fuzz:
 
 bench:
 	@sh contrib/bench/run.sh $(if $(QUICK),--quick)
+
+# A long run under load that shows whether worker memory stays flat (not in `make test`).
+soak: build $(BUILDDIR)/test_upstream
+	@BUILDDIR=$(BUILDDIR) SOAK_SECONDS=$(or $(SOAK_SECONDS),600) sh t/soak/run.sh
 
 # ---- installation (packagers: ./configure --prefix=/usr && make && make install DESTDIR=...) ----
 CONF_DIR = $(patsubst %/,%,$(dir $(CONF_PATH)))
