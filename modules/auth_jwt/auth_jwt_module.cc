@@ -119,15 +119,13 @@ std::shared_ptr<const VerifiedToken> verified_token(Request& r, const AuthJwtLoc
                     int64_t(mc.cache_ttl_sec.value_or(kDefaultCacheTtlSec)));
     ClaimPolicy policy = policy_of(c);
     int64_t now = now_sec();
-    TokenHash hash{};
     if (cache.capacity() > 0) {
-        hash = hash_token(token);
-        if (auto hit = cache.find(hash, keys->generation, now))
+        if (auto hit = cache.find(token, keys->generation, now))
             return check_claims(*hit, policy, now, why) ? hit : nullptr;
     }
     auto fresh = verify_token(token, *keys, policy.algs, *c.max_size, why);
     if (!fresh || !check_claims(*fresh, policy, now, why)) return nullptr;
-    if (cache.capacity() > 0) cache.insert(hash, keys->generation, fresh, now);
+    if (cache.capacity() > 0) cache.insert(token, keys->generation, fresh, now);
     return fresh;
 }
 

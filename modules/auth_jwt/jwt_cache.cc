@@ -1,23 +1,24 @@
 #include "jwt_cache.h"
 
-#include <openssl/evp.h>
+#include <sys/random.h>
 
-#include <cstring>
+#include <chrono>
+
+#include "http/http_cache_store.h"  // hash_key: SipHash-1-3 with a secret
 
 namespace sluice::auth_jwt {
 
-TokenHash hash_token(std::string_view token) {
-    TokenHash hash{};
-    unsigned int len = 0;
-    EVP_Digest(token.data(), token.size(), hash.data(), &len, EVP_sha256(), nullptr);
-    return hash;
+TokenCache::TokenCache() : index_(0, EntryKeyHash{secret_}) {
+    if (getrandom(secret_, sizeof secret_, 0) != ssize_t(sizeof secret_)) {
+        // No randomness: the buckets become predictable, lookups stay exact.
+        auto t = uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
+        secret_[0] = t ^ 0x9e3779b97f4a7c15ull;
+        secret_[1] = uint64_t(reinterpret_cast<uintptr_t>(this)) ^ (t << 17);
+    }
 }
 
 size_t TokenCache::EntryKeyHash::operator()(const EntryKey& k) const {
-    // The key is already a uniform hash that clients cannot steer.
-    size_t h;
-    memcpy(&h, k.hash.data(), sizeof h);
-    return h ^ size_t(k.generation);
+    return size_t(http_cache::hash_key(secret, k.token) ^ (k.generation * 0x9e3779b97f4a7c15ull));
 }
 
 void TokenCache::configure(size_t capacity, int64_t max_ttl_sec) {
@@ -28,12 +29,12 @@ void TokenCache::configure(size_t capacity, int64_t max_ttl_sec) {
 }
 
 void TokenCache::erase(std::list<Entry>::iterator it) {
-    index_.erase(it->key);
+    index_.erase(EntryKey{it->token, it->generation});
     lru_.erase(it);
 }
 
-std::shared_ptr<const VerifiedToken> TokenCache::find(const TokenHash& hash, uint64_t generation, int64_t now) {
-    auto found = index_.find(EntryKey{hash, generation});
+std::shared_ptr<const VerifiedToken> TokenCache::find(std::string_view token, uint64_t generation, int64_t now) {
+    auto found = index_.find(EntryKey{token, generation});
     if (found == index_.end()) return nullptr;
     auto it = found->second;
     if (now >= it->expires) {
@@ -41,21 +42,20 @@ std::shared_ptr<const VerifiedToken> TokenCache::find(const TokenHash& hash, uin
         return nullptr;
     }
     lru_.splice(lru_.begin(), lru_, it);
-    return it->token;
+    return it->verified;
 }
 
-void TokenCache::insert(const TokenHash& hash, uint64_t generation, std::shared_ptr<const VerifiedToken> token,
+void TokenCache::insert(std::string_view token, uint64_t generation, std::shared_ptr<const VerifiedToken> verified,
                         int64_t now) {
     if (capacity_ == 0) return;
     int64_t expires = now + max_ttl_sec_;
-    if (token->exp && *token->exp < expires) expires = *token->exp;
+    if (verified->exp && *verified->exp < expires) expires = *verified->exp;
     if (expires <= now) return;
-    EntryKey key{hash, generation};
-    auto found = index_.find(key);
+    auto found = index_.find(EntryKey{token, generation});
     if (found != index_.end()) erase(found->second);
     if (index_.size() >= capacity_) erase(std::prev(lru_.end()));
-    lru_.push_front(Entry{key, expires, std::move(token)});
-    index_.emplace(key, lru_.begin());
+    lru_.push_front(Entry{std::string(token), generation, expires, std::move(verified)});
+    index_.emplace(EntryKey{lru_.front().token, generation}, lru_.begin());
 }
 
 void TokenCache::clear() {

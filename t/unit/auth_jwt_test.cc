@@ -630,8 +630,7 @@ std::shared_ptr<const VerifiedToken> token_expiring(std::optional<int64_t> exp) 
 TEST(AuthJwtCacheTest, HitsMissesAndExpiry) {
     TokenCache cache;
     cache.configure(8, 300);
-    TokenHash a = hash_token("token-a"), b = hash_token("token-b");
-    EXPECT_NE(a, b);
+    std::string_view a = "token-a", b = "token-b";
     auto ta = token_expiring(1000);
     cache.insert(a, 1, ta, 900);
     EXPECT_EQ(cache.find(a, 1, 950), ta);
@@ -646,10 +645,24 @@ TEST(AuthJwtCacheTest, HitsMissesAndExpiry) {
     EXPECT_EQ(cache.size(), 0u);
 }
 
+TEST(AuthJwtCacheTest, OnlyTheSameBytesMatch) {
+    TokenCache cache;
+    cache.configure(8, 300);
+    std::string token = "header.payload.signature";
+    auto t = token_expiring(std::nullopt);
+    cache.insert(token, 1, t, 0);
+    token[0] = 'H';  // the cache keeps its own copy: the caller's buffer may change
+    EXPECT_EQ(cache.find("header.payload.signature", 1, 1), t);
+    EXPECT_EQ(cache.find("header.payload.signaturE", 1, 1), nullptr);
+    EXPECT_EQ(cache.find("header.payload.signatur", 1, 1), nullptr);
+    EXPECT_EQ(cache.find("header.payload.signature ", 1, 1), nullptr);
+    EXPECT_EQ(cache.find("", 1, 1), nullptr);
+}
+
 TEST(AuthJwtCacheTest, LeastRecentlyUsedIsEvicted) {
     TokenCache cache;
     cache.configure(2, 300);
-    TokenHash h1 = hash_token("1"), h2 = hash_token("2"), h3 = hash_token("3");
+    std::string_view h1 = "1", h2 = "2", h3 = "3";
     cache.insert(h1, 1, token_expiring(std::nullopt), 0);
     cache.insert(h2, 1, token_expiring(std::nullopt), 0);
     EXPECT_TRUE(cache.find(h1, 1, 1));  // 1 is now the most recent
