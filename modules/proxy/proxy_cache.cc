@@ -158,7 +158,15 @@ bool any_true(Request& r, const std::shared_ptr<std::vector<ComplexValue>>& list
 
 // ---- stored heads ----
 
-std::string_view copy_head(Request& r, const hc::Hit& hit) {
+// The entry's head: in place when it lies in one block (the pin keeps the
+// bytes until the request releases the hit), else copied into the arena.
+std::string_view head_of(Request& r, const hc::Hit& hit) {
+    std::string_view first;
+    size_t spans = 0;
+    hit.head_spans([&](const char* s, size_t n) {
+        if (spans++ == 0) first = {s, n};
+    });
+    if (spans == 1) return first;
     const uint64_t size = hit.head_size();
     char* out = static_cast<char*>(r.arena()->allocate(size ? size : 1, 1));
     char* p = out;
@@ -194,7 +202,7 @@ bool split_lines(Request& r, std::string_view text, size_t count, StoredResponse
 
 // Reads an entry's head: false when it is not one of ours (a layout change).
 bool read_prefix(Request& r, const hc::Hit& hit, StoredPrefix& prefix, std::string_view& text) {
-    std::string_view head = copy_head(r, hit);
+    std::string_view head = head_of(r, hit);
     if (head.size() < sizeof prefix) return false;
     memcpy(&prefix, head.data(), sizeof prefix);
     if (prefix.magic != kStoredMagic || head.size() - sizeof prefix != prefix.text_size) return false;

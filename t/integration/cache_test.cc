@@ -714,24 +714,26 @@ TEST_F(CacheTest, ATruncatedResponseIsNotStored) {
 }
 
 TEST_F(CacheTest, CacheSettingsAreInheritedAndOverridden) {
+    // Origin paths of their own: the origin counts requests per path, and
+    // other tests' locations map onto the same /cache/ namespace.
     uint16_t port2 = daemon_->port("PORT2");
-    cache::get(port2, "/inh/i1");
-    Response inherited = cache::get(port2, "/inh/i1");
+    cache::get(port2, "/inh/inherited-1");
+    Response inherited = cache::get(port2, "/inh/inherited-1");
     EXPECT_EQ(cache_status(inherited), "HIT") << "proxy_cache and proxy_cache_valid from the server";
     EXPECT_EQ(made_by(inherited), 1);
 
-    cache::get(port2, "/inh-off/i2?" + cc("max-age=60"));
-    Response off = cache::get(port2, "/inh-off/i2?" + cc("max-age=60"));
+    cache::get(port2, "/inh-off/inherited-2?" + cc("max-age=60"));
+    Response off = cache::get(port2, "/inh-off/inherited-2?" + cc("max-age=60"));
     EXPECT_EQ(cache_status(off), "") << off;
     EXPECT_EQ(made_by(off), 2);
 
     // A location's own proxy_cache_valid replaces the server's list.
-    cache::get(port2, "/inh-own/i3");
-    Response own200 = cache::get(port2, "/inh-own/i3");
+    cache::get(port2, "/inh-own/inherited-3");
+    Response own200 = cache::get(port2, "/inh-own/inherited-3");
     EXPECT_NE(cache_status(own200), "HIT") << own200;
     EXPECT_EQ(made_by(own200), 2);
-    cache::get(port2, "/inh-own/i4?status=404");
-    Response own404 = cache::get(port2, "/inh-own/i4?status=404");
+    cache::get(port2, "/inh-own/inherited-4?status=404");
+    Response own404 = cache::get(port2, "/inh-own/inherited-4?status=404");
     EXPECT_EQ(own404.status, 404);
     EXPECT_EQ(cache_status(own404), "HIT") << own404;
 }
