@@ -21,7 +21,7 @@
 # connection. A system without a template for a scenario is reported as n/a.
 #
 # Usage:  contrib/bench/run.sh [--quick] [--systems "sluice nginx"] [--scenarios "S1 S6"]
-#                              [--duration 8s] [--no-callgrind] [--no-idle]
+#                              [--duration 8s] [--no-load] [--no-callgrind] [--no-idle]
 # Results: contrib/bench/results/<timestamp>/table.md (printed at the end).
 # See contrib/bench/README.md for every column and knob, and to add a scenario.
 #
@@ -56,6 +56,7 @@ NOISY_PCT="${NOISY_PCT:-10}"
 QUIET_PCT="${QUIET_PCT:-10}"
 CALLGRIND="${CALLGRIND:-1}"
 IDLE="${IDLE:-1}"
+LOAD="${LOAD:-1}"                                # 0: no wrk runs (callgrind and idle only)
 IDLE_SYSTEMS="${IDLE_SYSTEMS:-}"                 # default: $SYSTEMS
 # Defaults that --quick changes (an explicit environment value wins).
 set_defaults() {
@@ -670,6 +671,7 @@ main() {
             --duration) DURATION=$2; shift ;;
             --no-callgrind) CALLGRIND=0 ;;
             --no-idle) IDLE=0 ;;
+            --no-load) LOAD=0 ;;
             -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
             *) die "unknown argument $1 (see --help)" ;;
         esac; shift
@@ -700,6 +702,7 @@ main() {
     log "results -> $RESULTS"
     local s sys
     for s in $SCENARIOS; do
+        ((LOAD)) || break
         if [[ $s == S0 ]]; then run_load backend S0; continue; fi
         for sys in $SYSTEMS; do run_load "$sys" "$s"; done
     done
