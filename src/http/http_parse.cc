@@ -564,16 +564,6 @@ std::string_view method_name(Method method) {
     return {};
 }
 
-bool field_name_is(std::string_view name, std::string_view lowercase) {
-    if (name.size() != lowercase.size()) return false;
-    for (size_t i = 0; i < name.size(); ++i) {
-        char c = name[i];
-        if (c >= 'A' && c <= 'Z') c = char(c | 0x20);
-        if (c != lowercase[i]) return false;
-    }
-    return true;
-}
-
 void RequestHead::reset() {
     method_name = {};
     method = Method::Unknown;

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory_resource>
 #include <string_view>
 #include <vector>
@@ -98,8 +99,39 @@ struct ResponseHead {
 ParseResult parse_response_head(const char* data, size_t len, const ParseLimits& limits,
                                 bool request_was_head, ResponseHead& out);
 
+// `word` with its ASCII capitals lowercased, 8 bytes at a time: a byte gets
+// 0x20 when it is in 'A'..'Z' (below 0x80, at least 'A', below '[').
+inline uint64_t ascii_lower_word(uint64_t word) {
+    constexpr uint64_t kOnes = 0x0101010101010101ull;
+    const uint64_t low7 = word & (kOnes * 0x7f);
+    const uint64_t at_least_a = low7 + kOnes * (0x80 - 'A');
+    const uint64_t past_z = low7 + kOnes * (0x80 - 'Z' - 1);
+    const uint64_t upper = at_least_a & ~past_z & ~word & (kOnes * 0x80);
+    return word | (upper >> 2);
+}
+
 // Case-insensitive comparison of a field name with a lowercase literal.
-bool field_name_is(std::string_view name, std::string_view lowercase);
+// Inline, and the lengths first: most calls compare a name with a literal
+// of another length (the proxy's hop-by-hop and known-header checks).
+inline bool field_name_is(std::string_view name, std::string_view lowercase) {
+    const size_t n = name.size();
+    if (n != lowercase.size()) return false;
+    const char* a = name.data();
+    const char* b = lowercase.data();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x, y;
+        std::memcpy(&x, a + i, 8);
+        std::memcpy(&y, b + i, 8);
+        if (ascii_lower_word(x) != y) return false;
+    }
+    for (; i < n; ++i) {
+        char c = a[i];
+        if (c >= 'A' && c <= 'Z') c = char(c | 0x20);
+        if (c != b[i]) return false;
+    }
+    return true;
+}
 
 // Character classes of RFC 9110 / RFC 3986 as 256-entry tables: one load per
 // byte on the hot path. Shared by the request, chunked and URI parsers.

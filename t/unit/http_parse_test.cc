@@ -501,6 +501,27 @@ TEST_F(HttpParseRequest, FieldNameIs) {
     EXPECT_TRUE(field_name_is("X-A", "x-a"));
     EXPECT_FALSE(field_name_is("X-Ab", "x-a"));
     EXPECT_FALSE(field_name_is("X\r", "x-"));
+    EXPECT_TRUE(field_name_is("Proxy-Authorization", "proxy-authorization"));
+    EXPECT_FALSE(field_name_is("Proxy-Authorizatio", "proxy-authorization"));
+}
+
+// The 8-bytes-at-a-time comparison folds exactly 'A'..'Z', at every position
+// of a long name and a short one.
+TEST_F(HttpParseRequest, FieldNameIsFoldsOnlyCapitals) {
+    for (size_t len : {3u, 19u}) {
+        for (size_t pos = 0; pos < len; ++pos) {
+            for (int byte = 0; byte < 256; ++byte) {
+                std::string name(len, 'a');
+                name[pos] = char(byte);
+                for (int lit = 0; lit < 128; ++lit) {
+                    std::string lowercase(len, 'a');
+                    lowercase[pos] = char(lit);
+                    char folded = byte >= 'A' && byte <= 'Z' ? char(byte | 0x20) : char(byte);
+                    ASSERT_EQ(field_name_is(name, lowercase), folded == char(lit)) << len << " " << pos << " " << byte << " " << lit;
+                }
+            }
+        }
+    }
 }
 
 class HttpParseResponse : public testing::Test {
