@@ -8,11 +8,21 @@
 #include <cerrno>
 #include <cstring>
 
+#include "event/loop_clock.h"
+
 #include "core/log.h"
 
 namespace sluice {
 
 Worker* Worker::current_ = nullptr;
+
+int64_t LoopClock::refresh() {
+    timeval tv;
+    event_base_gettimeofday_cached(Worker::current().base(), &tv);
+    msec_ = int64_t(tv.tv_sec) * 1000 + tv.tv_usec / 1000;
+    valid_ = in_loop_;
+    return msec_;
+}
 
 struct Worker::AcceptEvent {
     Worker* worker;
@@ -58,7 +68,16 @@ int Worker::run() {
         }
     }
     start_listening();
-    event_base_dispatch(base_);
+    // event_base_dispatch, one iteration at a time: LoopClock's time is
+    // taken afresh in each.
+    LoopClock::in_loop_ = true;
+    for (;;) {
+        LoopClock::valid_ = false;
+        if (event_base_loop(base_, EVLOOP_ONCE) != 0 || event_base_got_exit(base_) || event_base_got_break(base_))
+            break;
+    }
+    LoopClock::in_loop_ = false;
+    LoopClock::valid_ = false;
     for (int i = 0; compiled_modules[i]; ++i)
         if (compiled_modules[i]->exit_worker) compiled_modules[i]->exit_worker(cycle_);
     return 0;

@@ -136,12 +136,6 @@ void Request::watch_client_close(void (*fn)(Request&, void*), void* arg) {
     if (fn) conn_.watch_client_close();
 }
 
-int64_t current_msec() {
-    timeval tv;
-    event_base_gettimeofday_cached(Worker::current().base(), &tv);
-    return int64_t(tv.tv_sec) * 1000 + tv.tv_usec / 1000;
-}
-
 // ---- status lines and default pages ----
 
 std::string_view status_reason(int status) {
@@ -193,10 +187,9 @@ std::string_view status_reason(int status) {
 std::string_view http_date_now() {
     static char buf[40];
     static time_t cached = -1;
-    timeval tv;
-    event_base_gettimeofday_cached(Worker::current().base(), &tv);
-    if (tv.tv_sec != cached) {
-        cached = tv.tv_sec;
+    const time_t now = time_t(current_msec() / 1000);
+    if (now != cached) {
+        cached = now;
         tm t;
         gmtime_r(&cached, &t);
         strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &t);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/module.h"
+#include "event/loop_clock.h"
 #include "http/http_core.h"
 #include "http/http_parse.h"
 
@@ -257,7 +258,7 @@ private:
 std::string_view status_reason(int status);
 
 // Current time in milliseconds, cached per loop iteration.
-int64_t current_msec();
+inline int64_t current_msec() { return LoopClock::msec(); }
 
 // The gateway's own Server and Date header values, as send_header() writes
 // them (for a head a module writes itself, such as the proxy's 101).
