@@ -25,7 +25,7 @@ constexpr size_t kBodyBufSize = 16384;
 }  // namespace
 
 struct HttpConnection::RequestSlot {
-    std::pmr::monotonic_buffer_resource arena;
+    Arena arena;
     std::pmr::vector<OutItem> out;  // the write queue: empty when the request ends
     size_t out_head = 0;
     bool write_assigned = false;

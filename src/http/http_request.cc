@@ -60,7 +60,7 @@ const Header* HeadersOut::find(std::string_view name) const {
     return nullptr;
 }
 
-Request::Request(HttpConnection& conn, std::pmr::memory_resource* arena)
+Request::Request(HttpConnection& conn, Arena* arena)
     : conn_(conn), arena_(arena), head_(arena), out_(arena) {}
 
 Request::~Request() {
@@ -74,7 +74,7 @@ void Request::add_cleanup(void (*fn)(void*), void* arg) {
 
 std::string_view Request::copy(std::string_view s) {
     if (s.empty()) return {};
-    char* p = static_cast<char*>(arena_->allocate(s.size(), 1));
+    char* p = static_cast<char*>(arena_->alloc(s.size(), 1));
     memcpy(p, s.data(), s.size());
     return {p, s.size()};
 }
@@ -108,7 +108,7 @@ std::string_view Request::request_id() {
     if (request_id_.empty()) {
         // 128 random bits as 32 hex digits, like nginx's $request_id.
         static uint64_t state = uint64_t(time(nullptr)) ^ (uint64_t(getpid()) << 32) ^ 0x9e3779b97f4a7c15ull;
-        char* p = static_cast<char*>(arena_->allocate(32, 1));
+        char* p = static_cast<char*>(arena_->alloc(32, 1));
         for (int half = 0; half < 2; ++half) {
             state ^= state << 13;
             state ^= state >> 7;
@@ -342,7 +342,7 @@ bool Request::send_body(BodyChain& chain) {
     }
     uint64_t size = chain.size();
     if (chunked_ && size > 0) {
-        char* line = static_cast<char*>(arena_->allocate(20, 1));
+        char* line = static_cast<char*>(arena_->alloc(20, 1));
         int n = snprintf(line, 20, "%llx\r\n", static_cast<unsigned long long>(size));
         conn_.queue({line, size_t(n)});
     }
@@ -565,10 +565,10 @@ void Request::prepare(AddressServers& servers) {
     main_ = http_main_conf(conn_.worker().cycle());
     loc_ = server_->root_location;
     size_t nvars = main_->variables.count();
-    var_cache = static_cast<std::string_view*>(arena_->allocate(sizeof(std::string_view) * (nvars + 1), alignof(std::string_view)));
-    var_state = static_cast<uint8_t*>(arena_->allocate(nvars + 1, 1));
+    var_cache = static_cast<std::string_view*>(arena_->alloc(sizeof(std::string_view) * (nvars + 1), alignof(std::string_view)));
+    var_state = static_cast<uint8_t*>(arena_->alloc(nvars + 1, 1));
     memset(var_state, 0, nvars + 1);
-    ctx_ = static_cast<void**>(arena_->allocate(sizeof(void*) * main_->module_count, alignof(void*)));
+    ctx_ = static_cast<void**>(arena_->alloc(sizeof(void*) * main_->module_count, alignof(void*)));
     memset(ctx_, 0, sizeof(void*) * main_->module_count);
 }
 

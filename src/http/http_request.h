@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/arena.h"
 #include "core/module.h"
 #include "event/loop_clock.h"
 #include "http/http_core.h"
@@ -66,7 +67,7 @@ public:
 
 class Request {
 public:
-    Request(HttpConnection& conn, std::pmr::memory_resource* arena);
+    Request(HttpConnection& conn, Arena* arena);
     ~Request();
     Request(const Request&) = delete;
     Request& operator=(const Request&) = delete;
@@ -103,7 +104,7 @@ public:
     std::pmr::memory_resource* arena() const { return arena_; }
     std::string_view copy(std::string_view s);  // into the arena
     template <class T, class... A> T* make(A&&... a) {
-        void* p = arena_->allocate(sizeof(T), alignof(T));
+        void* p = arena_->alloc(sizeof(T), alignof(T));
         return new (p) T(std::forward<A>(a)...);  // arena objects are never destroyed: keep them trivial
     }
 
@@ -216,7 +217,7 @@ private:
     void send_special_response(int status);
 
     HttpConnection& conn_;
-    std::pmr::memory_resource* arena_;
+    Arena* arena_;
     RequestHead head_;
     std::string_view uri_, args_, host_;
     CoreMainConf* main_ = nullptr;
