@@ -93,8 +93,8 @@ const AccessRule* first_of_kind(std::span<const AccessRule> rules, Cidr::Kind ki
 
 }  // namespace
 
-const AccessRule* first_matching_rule(std::span<const AccessRule> rules, const sockaddr_storage& client) {
-    switch (client.ss_family) {
+const AccessRule* first_matching_rule(std::span<const AccessRule> rules, const sockaddr& client) {
+    switch (client.sa_family) {
         case AF_INET: {
             const auto& sin = reinterpret_cast<const sockaddr_in&>(client);
             return first_of_kind(rules, Cidr::Kind::V4, reinterpret_cast<const uint8_t*>(&sin.sin_addr));

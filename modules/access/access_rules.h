@@ -43,6 +43,9 @@ struct AccessRule {
 // none does. An IPv4-mapped IPv6 client (::ffff:a.b.c.d) is checked as
 // a.b.c.d against the IPv4 rules and `all` when the list has any of those,
 // else as IPv6, exactly as nginx keeps its per-family rule lists.
-const AccessRule* first_matching_rule(std::span<const AccessRule> rules, const sockaddr_storage& client);
+const AccessRule* first_matching_rule(std::span<const AccessRule> rules, const sockaddr& client);
+inline const AccessRule* first_matching_rule(std::span<const AccessRule> rules, const sockaddr_storage& client) {
+    return first_matching_rule(rules, reinterpret_cast<const sockaddr&>(client));
+}
 
 }  // namespace sluice::access

@@ -51,15 +51,19 @@ HttpConnection::HttpConnection(Worker& w, Listening& l, int fd, const sockaddr_s
       listening_(l),
       servers_(*static_cast<AddressServers*>(l.data)),
       fd_(fd),
-      peer_(peer),
-      peer_len_(len),
+      peer_{},
       number_(w.next_connection_number()),
-      default_srv_(servers_.default_server) {}
+      default_srv_(servers_.default_server) {
+    if (peer.ss_family == AF_INET6 && len >= socklen_t(sizeof peer_.in6)) memcpy(&peer_.in6, &peer, sizeof peer_.in6);
+    else if (peer.ss_family == AF_INET && len >= socklen_t(sizeof peer_.in)) memcpy(&peer_.in, &peer, sizeof peer_.in);
+    else peer_.sa.sa_family = peer.ss_family;
+}
 
 HttpConnection::~HttpConnection() {
     free_request();
     release_buffer();
     release_body_buffer();
+    release_chunked();
     if (fd_ >= 0) ::close(fd_);
 }
 
@@ -97,6 +101,30 @@ void HttpConnection::release_buffer() {
     BlockPools::current().put(buf_, buf_size_);
     buf_ = nullptr;
     buf_size_ = start_ = end_ = 0;
+}
+
+namespace {
+// A pool size class (block_pool.h), shared with 1 KiB header buffers.
+constexpr size_t kChunkedBlockSize = 1024;
+static_assert(sizeof(ChunkedDecoder) <= kChunkedBlockSize);
+}  // namespace
+
+void HttpConnection::start_chunked(const ChunkedLimits& limits) {
+    if (!chunked_) chunked_ = static_cast<ChunkedDecoder*>(BlockPools::current().get(kChunkedBlockSize));
+    else chunked_->~ChunkedDecoder();
+    new (chunked_) ChunkedDecoder(limits);
+}
+
+void HttpConnection::release_chunked() {
+    if (!chunked_) return;
+    chunked_->~ChunkedDecoder();
+    BlockPools::current().put(chunked_, kChunkedBlockSize);
+    chunked_ = nullptr;
+}
+
+void HttpConnection::keep_pipelined(const char* p, size_t n) {
+    if (!pipelined_) pipelined_ = std::make_unique<std::string>();
+    pipelined_->append(p, n);
 }
 
 void HttpConnection::release_body_buffer() {
@@ -341,7 +369,7 @@ void HttpConnection::begin_request(size_t head_length) {
     Request& r = *request_;
     body_left_ = r.head_.body == RequestHead::Body::Length ? r.head_.content_length : 0;
     body_chunked_ = r.head_.body == RequestHead::Body::Chunked;
-    if (body_chunked_) chunked_.emplace();
+    if (body_chunked_) start_chunked({});
     run_request(r);
 }
 
@@ -393,10 +421,11 @@ void HttpConnection::request_done() {
 }
 
 void HttpConnection::continue_after_request() {
-    if (!pipelined_.empty()) {
+    if (pipelined_) {
         // Bytes read past a chunked body belong to the next request.
+        std::string& pipelined = *pipelined_;
         size_t have = end_ - start_;
-        size_t need = have + pipelined_.size();
+        size_t need = have + pipelined.size();
         if (!buf_) acquire_buffer();  // (start_ == end_ == 0 then)
         if (need > buf_size_) {
             auto* bigger = static_cast<char*>(BlockPools::current().get(need));
@@ -407,10 +436,10 @@ void HttpConnection::continue_after_request() {
         } else {
             memmove(buf_, buf_ + start_, have);
         }
-        memcpy(buf_ + have, pipelined_.data(), pipelined_.size());
+        memcpy(buf_ + have, pipelined.data(), pipelined.size());
         start_ = 0;
         end_ = need;
-        std::string().swap(pipelined_);
+        pipelined_.reset();
     }
     if (start_ < end_) {
         // A pipelined request is already here: it keeps the buffer.
@@ -426,6 +455,7 @@ void HttpConnection::continue_after_request() {
         return try_parse();
     }
     release_buffer();  // idle with nothing pipelined
+    release_chunked();
     state_ = State::Idle;
     if (!reading_) {
         event_add(&read_ev_, nullptr);
@@ -508,9 +538,9 @@ void HttpConnection::close() {
 int HttpConnection::detach(std::string& leftover) {
     if (state_ == State::Closed) return -1;
     if (buf_) leftover.append(buf_ + start_, end_ - start_);
-    leftover.append(pipelined_);
+    if (pipelined_) leftover.append(*pipelined_);
     start_ = end_;
-    pipelined_.clear();
+    pipelined_.reset();
     int fd = fd_;
     fd_ = -1;
     close();
@@ -527,7 +557,7 @@ void HttpConnection::start_body(BodyReader* reader) {
         ChunkedLimits limits;
         uint64_t max = *r.core_conf().client_max_body_size;
         limits.max_body = max ? max : UINT64_MAX;
-        chunked_.emplace(limits);
+        start_chunked(limits);
     }
     if (r.head_.expect_continue && start_ == end_ && (body_left_ > 0 || body_chunked_)) {
         queue("HTTP/1.1 100 Continue\r\n\r\n");
@@ -601,7 +631,7 @@ HttpConnection::BodyStep HttpConnection::feed_buffered_body() {
         size_t n = body_buf_end_ - body_buf_start_;
         BodyStep step = feed_body(p, n);
         body_buf_start_ = size_t(p - body_buf_);
-        if (step == BodyStep::Done && n > 0) pipelined_.append(p, n);  // past a chunked body's end
+        if (step == BodyStep::Done && n > 0) keep_pipelined(p, n);  // past a chunked body's end
         if (step == BodyStep::Done || body_buf_start_ == body_buf_end_) body_buf_start_ = body_buf_end_ = 0;
         return step;
     }
@@ -669,7 +699,7 @@ void HttpConnection::drop_unread_body_bytes() {
         closing_ = true;
         return;
     }
-    if (n > 0) pipelined_.append(p, n);
+    if (n > 0) keep_pipelined(p, n);
 }
 
 // ---- the client closing while its request is processed ----
@@ -813,17 +843,15 @@ HttpConnection::AddressCache& HttpConnection::addresses() {
 std::string_view HttpConnection::peer_text() {
     char* text = addresses().peer_text;
     if (!text[0]) {
-        if (peer_.ss_family == AF_INET6)
-            inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&peer_)->sin6_addr, text, INET6_ADDRSTRLEN);
-        else
-            inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&peer_)->sin_addr, text, INET6_ADDRSTRLEN);
+        if (peer_.sa.sa_family == AF_INET6) inet_ntop(AF_INET6, &peer_.in6.sin6_addr, text, INET6_ADDRSTRLEN);
+        else if (peer_.sa.sa_family == AF_UNIX) memcpy(text, "unix:", 6);  // as nginx shows it
+        else inet_ntop(AF_INET, &peer_.in.sin_addr, text, INET6_ADDRSTRLEN);
     }
     return text;
 }
 
 uint16_t HttpConnection::peer_port() const {
-    return ntohs(peer_.ss_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6*>(&peer_)->sin6_port
-                                             : reinterpret_cast<const sockaddr_in*>(&peer_)->sin_port);
+    return ntohs(peer_.sa.sa_family == AF_INET6 ? peer_.in6.sin6_port : peer_.in.sin_port);
 }
 
 const sockaddr_storage& HttpConnection::local() {

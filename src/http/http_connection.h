@@ -4,6 +4,7 @@
 #pragma once
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -19,6 +20,15 @@
 namespace sluice::http {
 
 void accept_http_connection(Worker&, Listening&, int fd, const sockaddr_storage& peer, socklen_t peer_len);
+
+// A client's address in the room of an IPv6 one rather than
+// sockaddr_storage's 128 bytes (every open connection holds one): a unix
+// socket's client keeps only its family, as it has no address to show.
+union ClientAddress {
+    sockaddr sa;
+    sockaddr_in in;
+    sockaddr_in6 in6;
+};
 
 class HttpConnection final : public Closeable {
 public:
@@ -62,8 +72,7 @@ public:
     int fd() const { return fd_; }
     uint64_t number() const { return number_; }
     uint64_t requests() const { return requests_; }
-    const sockaddr_storage& peer() const { return peer_; }
-    socklen_t peer_len() const { return peer_len_; }
+    const sockaddr& peer() const { return peer_.sa; }
     std::string_view peer_text();
     uint16_t peer_port() const;
     const sockaddr_storage& local();
@@ -114,8 +123,7 @@ private:
     Listening& listening_;
     AddressServers& servers_;
     int fd_;
-    sockaddr_storage peer_;
-    socklen_t peer_len_;
+    ClientAddress peer_;
     // The local address and the addresses as text, out of line: made when
     // first asked for ($server_addr, $remote_addr, a log line), then kept.
     struct AddressCache;
@@ -144,14 +152,19 @@ private:
 
     // Remaining request body to skip before the next request.
     uint64_t body_left_ = 0;
-    std::optional<ChunkedDecoder> chunked_;
+    // A chunked body's decoder, from the worker's block pools while such a
+    // body is read or skipped (it may outlive its request).
+    ChunkedDecoder* chunked_ = nullptr;
+    void start_chunked(const ChunkedLimits& limits);
+    void release_chunked();
     bool body_chunked_ = false;
     BodyReader* body_reader_ = nullptr;
     bool body_paused_ = false;
     char* body_buf_ = nullptr;  // socket reads of body bytes past the head buffer (pooled)
     // What a reader that paused has not taken yet of the last socket read.
     size_t body_buf_start_ = 0, body_buf_end_ = 0;
-    std::string pipelined_;             // bytes read past a chunked body: the next request's
+    std::unique_ptr<std::string> pipelined_;  // bytes read past a chunked body: the next request's
+    void keep_pipelined(const char* p, size_t n);
 
     // Write queue.
     struct OutItem {

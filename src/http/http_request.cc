@@ -98,8 +98,8 @@ uint64_t Request::connection_number() const { return conn_.number(); }
 uint64_t Request::connection_requests() const { return conn_.requests(); }
 
 std::string_view Request::binary_remote_addr() const {
-    const sockaddr_storage& a = conn_.peer();
-    if (a.ss_family == AF_INET6)
+    const sockaddr& a = conn_.peer();
+    if (a.sa_family == AF_INET6)
         return {reinterpret_cast<const char*>(&reinterpret_cast<const sockaddr_in6*>(&a)->sin6_addr), 16};
     return {reinterpret_cast<const char*>(&reinterpret_cast<const sockaddr_in*>(&a)->sin_addr), 4};
 }
