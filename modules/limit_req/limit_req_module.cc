@@ -41,14 +41,16 @@ struct LimitResult {
 };
 
 // Lives in the request's arena (never destroyed: trivially destructible).
+// Only as many results as the location has limits, and the delay's timer
+// only for a request that waits: every request initializes all of it.
 struct RequestState {
     Request* r = nullptr;
     const LimitLocConf* conf = nullptr;
     Outcome outcome = Outcome::None;
-    size_t count = 0;
-    LimitResult results[kMaxLimits];
-    event timer{};  // the delay
     bool timer_armed = false;
+    size_t count = 0;
+    LimitResult* results = nullptr;  // [count]
+    event* timer = nullptr;          // the delay
 };
 
 const char* outcome_text(Outcome o) {
@@ -88,10 +90,10 @@ int severity(Outcome o) {
     return 0;
 }
 
-void record_outcome(Request& r, RequestState& st, Outcome o) {
-    if (severity(o) <= severity(st.outcome)) return;
-    st.outcome = o;
-    http::set_variable(r, status_variable, outcome_text(o));
+// $limit_req_status reads it when asked (get_status): nothing is stored
+// for the variable on a request that does not log it.
+void record_outcome(Request&, RequestState& st, Outcome o) {
+    if (severity(o) > severity(st.outcome)) st.outcome = o;
 }
 
 // The request's state. An internal redirect (error_page) clears module
@@ -106,12 +108,25 @@ RequestState* state_of(Request& r) {
     return reinterpret_cast<RequestState*>(const_cast<char*>(v.data()));
 }
 
+// $limit_req_status: the most severe outcome so far; not found before the
+// limits were applied (or without limits), as when it was stored.
+bool get_status(Request& r, std::string_view& value, uintptr_t) {
+    RequestState* st = state_of(r);
+    if (!st || st->outcome == Outcome::None) return false;
+    value = outcome_text(st->outcome);
+    return true;
+}
+
 RequestState* new_state(Request& r, const LimitLocConf& c) {
     auto* st = r.make<RequestState>();
     st->r = &r;
     st->conf = &c;
     st->count = c.level->limits.size();
-    for (size_t i = 0; i < st->count; ++i) st->results[i].limit = &c.level->limits[i];
+    st->results = static_cast<LimitResult*>(r.arena()->allocate(sizeof(LimitResult) * st->count, alignof(LimitResult)));
+    for (size_t i = 0; i < st->count; ++i) {
+        new (&st->results[i]) LimitResult;
+        st->results[i].limit = &c.level->limits[i];
+    }
     r.set_module_ctx(limit_req_module, st);
     http::set_variable(r, state_variable, {reinterpret_cast<const char*>(st), sizeof(RequestState)});
     return st;
@@ -240,18 +255,19 @@ void on_delay_done(evutil_socket_t, short, void* arg) {
 // The request goes away while it waits (the client closed).
 void cancel_delay(void* arg) {
     auto* st = static_cast<RequestState*>(arg);
-    if (st->timer_armed) event_del(&st->timer);
+    if (st->timer_armed) event_del(st->timer);
     st->timer_armed = false;
 }
 
 Next delay(Request& r, RequestState& st, uint64_t delay_ns) {
-    if (!st.timer_armed && !event_initialized(&st.timer)) {
-        evtimer_assign(&st.timer, Worker::current().base(), on_delay_done, &st);
+    if (!st.timer) {
+        st.timer = r.make<event>();
+        evtimer_assign(st.timer, Worker::current().base(), on_delay_done, &st);
         r.add_cleanup(cancel_delay, &st);
     }
     uint64_t us = (delay_ns + 999) / 1000;
     timeval tv{time_t(us / 1'000'000), suseconds_t(us % 1'000'000)};
-    event_add(&st.timer, &tv);
+    event_add(st.timer, &tv);
     st.timer_armed = true;
     return Next::Suspend;
 }
@@ -367,7 +383,7 @@ void remove_upstream_headers(http::HeadersOut& out, bool rejected) {
 }  // namespace
 
 bool add_variables(http::Variables& vars) {
-    status_variable = vars.add_indexed("limit_req_status");
+    status_variable = vars.add("limit_req_status", get_status, 0, http::kVarNoCache);
     state_variable = vars.add_indexed("limit_req state");
     return status_variable >= 0 && state_variable >= 0;
 }

@@ -255,6 +255,14 @@ TEST(LimitReqHash, KeyedByTheZoneSecret) {
     EXPECT_NE(hash_key(a, "12345678"), hash_key(a, "123456789"));
 }
 
+// The hash is stored in zones that outlive a binary upgrade: its values are
+// pinned (SipHash-1-3 as first written, byte-at-a-time tail).
+TEST(LimitReqHash, KnownValues) {
+    const uint64_t secret[2] = {0x0706050403020100ull, 0x0f0e0d0c0b0a0908ull};
+    EXPECT_EQ(hash_key(secret, "192.0.2.1"), 0xaa31e51eb220bbacull);
+    EXPECT_EQ(hash_key(secret, std::string_view("\xc0\x00\x02\x01", 4)), 0x62f72a7f32dc3ac9ull);
+}
+
 // A zone over heap memory, as the master lays it out in shared memory.
 struct TestZone {
     std::vector<uint64_t> memory;
