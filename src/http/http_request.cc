@@ -20,12 +20,6 @@ namespace sluice::http {
 namespace {
 constexpr uint8_t kMaxRedirects = 10;
 
-void append_uint_pmr(std::pmr::string& out, uint64_t v) {
-    char buf[24];
-    char* p = buf + sizeof buf;
-    do { *--p = char('0' + v % 10); v /= 10; } while (v);
-    out.append(p, size_t(buf + sizeof buf - p));
-}
 }  // namespace
 
 void drop_underscore_headers(RequestHead& head);
@@ -226,12 +220,35 @@ bool has_body(Request& r, int status) {
     return r.method() != Method::Head && status != 204 && status != 304 && !(status >= 100 && status < 200);
 }
 
-void append_header(std::pmr::string& out, std::string_view name, std::string_view value) {
-    out.append(name);
-    out.append(": ", 2);
-    out.append(value);
-    out.append("\r\n", 2);
-}
+// Writes a response head into memory sized for it beforehand (one arena
+// allocation, no growth, no final copy).
+class HeadWriter {
+public:
+    explicit HeadWriter(char* p) : p_(p) {}
+    char* end() const { return p_; }
+    void put(std::string_view s) {
+        if (s.empty()) return;  // an empty view may have a null data()
+        memcpy(p_, s.data(), s.size());
+        p_ += s.size();
+    }
+    void put_uint(uint64_t v) {
+        char buf[20];
+        char* q = buf + sizeof buf;
+        do { *--q = char('0' + v % 10); v /= 10; } while (v);
+        put({q, size_t(buf + sizeof buf - q)});
+    }
+    void field(std::string_view name, std::string_view value) {
+        put(name);
+        put(": ");
+        put(value);
+        put("\r\n");
+    }
+    static size_t field_size(std::string_view name, std::string_view value) { return name.size() + value.size() + 4; }
+    static constexpr size_t kUintMax = 20;
+
+private:
+    char* p_;
+};
 
 std::string_view absolute_location(Request& r, std::string_view loc) {
     if (loc.empty() || loc[0] != '/' || !*r.core_conf().absolute_redirect) return loc;
@@ -284,13 +301,6 @@ bool Request::send_header() {
 
     conn_.set_nodelay(*core_conf().tcp_nodelay);
 
-    std::pmr::string h(arena_);
-    h.reserve(256);
-    h.append(http10() ? "HTTP/1.1 " : "HTTP/1.1 ");
-    append_uint_pmr(h, uint64_t(status));
-    h.push_back(' ');
-    h.append(out_.status_line.empty() ? status_reason(status) : out_.status_line);
-    h.append("\r\n");
     // A Server or Date a module passed on (proxy_pass_header) stands for the
     // gateway's own, as in nginx.
     bool has_server = false, has_date = false;
@@ -298,30 +308,57 @@ bool Request::send_header() {
         if (hd.name.size() == 6 && iequals(hd.name, "server")) has_server = true;
         else if (hd.name.size() == 4 && iequals(hd.name, "date")) has_date = true;
     }
-    if (!has_server) append_header(h, "Server", server_header_value(*this));
-    if (!has_date) append_header(h, "Date", http_date_now());
-    if (!out_.content_type.empty()) append_header(h, "Content-Type", out_.content_type);
-    if (out_.content_length >= 0) {
-        h.append("Content-Length: ");
-        append_uint_pmr(h, uint64_t(out_.content_length));
-        h.append("\r\n");
-    } else if (chunked_) {
-        append_header(h, "Transfer-Encoding", "chunked");
-    }
+    const std::string_view reason = out_.status_line.empty() ? status_reason(status) : out_.status_line;
+    const std::string_view server = has_server ? std::string_view() : server_header_value(*this);
+    const std::string_view date = has_date ? std::string_view() : http_date_now();
+    char last_modified[40];
+    std::string_view lm;
     if (out_.last_modified >= 0) {
-        char lm[40];
         time_t t = out_.last_modified;
         tm g;
         gmtime_r(&t, &g);
-        strftime(lm, sizeof lm, "%a, %d %b %Y %H:%M:%S GMT", &g);
-        append_header(h, "Last-Modified", lm);
+        lm = {last_modified, strftime(last_modified, sizeof last_modified, "%a, %d %b %Y %H:%M:%S GMT", &g)};
     }
-    if (!out_.etag.empty()) append_header(h, "ETag", out_.etag);
-    if (!out_.location.empty()) append_header(h, "Location", absolute_location(*this, out_.location));
-    append_header(h, "Connection", keep_alive_ ? "keep-alive" : "close");
-    for (const Header& hd : out_.headers) append_header(h, hd.name, hd.value);
-    h.append("\r\n");
-    std::string_view bytes = copy(h);
+    const std::string_view location = out_.location.empty() ? std::string_view() : absolute_location(*this, out_.location);
+    const std::string_view connection = keep_alive_ ? "keep-alive" : "close";
+
+    using W = HeadWriter;
+    size_t size = 9 + W::kUintMax + 1 + reason.size() + 2 + 2;  // status line, final CRLF
+    if (!has_server) size += W::field_size("Server", server);
+    if (!has_date) size += W::field_size("Date", date);
+    if (!out_.content_type.empty()) size += W::field_size("Content-Type", out_.content_type);
+    if (out_.content_length >= 0) size += W::field_size("Content-Length", {}) + W::kUintMax;
+    else if (chunked_) size += W::field_size("Transfer-Encoding", "chunked");
+    if (!lm.empty()) size += W::field_size("Last-Modified", lm);
+    if (!out_.etag.empty()) size += W::field_size("ETag", out_.etag);
+    if (!location.empty()) size += W::field_size("Location", location);
+    size += W::field_size("Connection", connection);
+    for (const Header& hd : out_.headers) size += W::field_size(hd.name, hd.value);
+
+    char* head = static_cast<char*>(arena_->alloc(size, 1));
+    W w(head);
+    w.put("HTTP/1.1 ");
+    w.put_uint(uint64_t(status));
+    w.put(" ");
+    w.put(reason);
+    w.put("\r\n");
+    if (!has_server) w.field("Server", server);
+    if (!has_date) w.field("Date", date);
+    if (!out_.content_type.empty()) w.field("Content-Type", out_.content_type);
+    if (out_.content_length >= 0) {
+        w.put("Content-Length: ");
+        w.put_uint(uint64_t(out_.content_length));
+        w.put("\r\n");
+    } else if (chunked_) {
+        w.field("Transfer-Encoding", "chunked");
+    }
+    if (!lm.empty()) w.field("Last-Modified", lm);
+    if (!out_.etag.empty()) w.field("ETag", out_.etag);
+    if (!location.empty()) w.field("Location", location);
+    w.field("Connection", connection);
+    for (const Header& hd : out_.headers) w.field(hd.name, hd.value);
+    w.put("\r\n");
+    std::string_view bytes(head, size_t(w.end() - head));
     conn_.queue(bytes);
     header_bytes_ = bytes.size();
     if (!has_body(*this, status)) body_done_ = true;
