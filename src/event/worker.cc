@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 #include "event/loop_clock.h"
 
@@ -22,6 +23,14 @@ int64_t LoopClock::refresh() {
     msec_ = int64_t(tv.tv_sec) * 1000 + tv.tv_usec / 1000;
     valid_ = in_loop_;
     return msec_;
+}
+
+int64_t LoopClock::refresh_monotonic() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    monotonic_msec_ = int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+    monotonic_valid_ = in_loop_;
+    return monotonic_msec_;
 }
 
 struct Worker::AcceptEvent {
@@ -72,12 +81,12 @@ int Worker::run() {
     // taken afresh in each.
     LoopClock::in_loop_ = true;
     for (;;) {
-        LoopClock::valid_ = false;
+        LoopClock::next_iteration();
         if (event_base_loop(base_, EVLOOP_ONCE) != 0 || event_base_got_exit(base_) || event_base_got_break(base_))
             break;
     }
     LoopClock::in_loop_ = false;
-    LoopClock::valid_ = false;
+    LoopClock::next_iteration();
     for (int i = 0; compiled_modules[i]; ++i)
         if (compiled_modules[i]->exit_worker) compiled_modules[i]->exit_worker(cycle_);
     return 0;

@@ -49,17 +49,17 @@ void accept_http_connection(Worker& w, Listening& l, int fd, const sockaddr_stor
 HttpConnection::HttpConnection(Worker& w, Listening& l, int fd, const sockaddr_storage& peer, socklen_t len)
     : worker_(w),
       listening_(l),
-      servers_(*static_cast<AddressServers*>(l.data)),
       fd_(fd),
       peer_{},
       number_(w.next_connection_number()),
-      default_srv_(servers_.default_server) {
+      default_srv_(static_cast<AddressServers*>(l.data)->default_server) {
     if (peer.ss_family == AF_INET6 && len >= socklen_t(sizeof peer_.in6)) memcpy(&peer_.in6, &peer, sizeof peer_.in6);
     else if (peer.ss_family == AF_INET && len >= socklen_t(sizeof peer_.in)) memcpy(&peer_.in, &peer, sizeof peer_.in);
     else peer_.sa.sa_family = peer.ss_family;
 }
 
 HttpConnection::~HttpConnection() {
+    cancel_timer();
     free_request();
     release_buffer();
     release_body_buffer();
@@ -137,7 +137,6 @@ void HttpConnection::release_body_buffer() {
 void HttpConnection::start() {
     event_base* base = worker_.base();
     event_assign(&read_ev_, base, fd_, EV_READ | EV_PERSIST, on_read, this);
-    event_assign(&timer_ev_, base, -1, 0, on_timer, this);
     worker_.register_connection(this);
     int one = 1;
     setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -148,9 +147,19 @@ void HttpConnection::start() {
 
 // ---- timers and events ----
 
+namespace {
+TimerQueues& connection_timers(void (*on_timer)(TimerNode&)) {
+    static TimerQueues queues(on_timer);
+    return queues;
+}
+}  // namespace
+
 void HttpConnection::arm_timer(uint64_t ms) {
-    timeval tv{time_t(ms / 1000), suseconds_t((ms % 1000) * 1000)};
-    event_add(&timer_ev_, &tv);
+    connection_timers(on_timer).arm(worker_.base(), *this, ms);
+}
+
+void HttpConnection::cancel_timer() {
+    if (timer_armed()) connection_timers(on_timer).cancel(*this);
 }
 
 void HttpConnection::want_write(bool on) {
@@ -167,8 +176,8 @@ void HttpConnection::want_write(bool on) {
     }
 }
 
-void HttpConnection::on_timer(evutil_socket_t, short, void* arg) {
-    auto& c = *static_cast<HttpConnection*>(arg);
+void HttpConnection::on_timer(TimerNode& node) {
+    auto& c = static_cast<HttpConnection&>(node);
     switch (c.state_) {
     case State::ReadingHead:
         if (c.end_ > c.start_) {
@@ -364,7 +373,7 @@ void HttpConnection::try_parse() {
 void HttpConnection::begin_request(size_t head_length) {
     ++requests_;
     state_ = State::Processing;
-    event_del(&timer_ev_);
+    cancel_timer();
     start_ += head_length;
     Request& r = *request_;
     body_left_ = r.head_.body == RequestHead::Body::Length ? r.head_.content_length : 0;
@@ -379,7 +388,7 @@ void HttpConnection::reject(int status, const char* reason) {
     (void)reason;
     closing_ = true;
     state_ = State::Processing;
-    event_del(&timer_ev_);
+    cancel_timer();
     if (!request_) new_request();
     ++requests_;
     start_ = end_;  // nothing after a bad head is trusted
@@ -401,7 +410,7 @@ void HttpConnection::request_done() {
     if (keep && requests_ >= *r.core_conf().keepalive_requests) keep = false;
     bool body_unread = body_left_ > 0 || body_chunked_;
     if (body_unread && r.head_.expect_continue && end_ == start_) keep = false;  // the client waits for 100; don't wait for it
-    keepalive_ms_ = *r.core_conf().keepalive_timeout_ms;
+    keepalive_ms_ = uint32_t(std::min<uint64_t>(*r.core_conf().keepalive_timeout_ms, UINT32_MAX));
     uint64_t body_timeout_ms = *r.core_conf().client_body_timeout_ms;
     if (keepalive_ms_ == 0) keep = false;
     complete_request(r);  // log phase
@@ -495,7 +504,7 @@ void HttpConnection::discard_body() {
         if (!consume_body(p, n)) return close();
         start_ = size_t(p - buf_);
         if (body_left_ == 0 && !body_chunked_) {
-            event_del(&timer_ev_);
+            cancel_timer();
             return continue_after_request();
         }
         start_ = end_ = 0;
@@ -529,7 +538,7 @@ void HttpConnection::close() {
     event_del(&read_ev_);
     if (slot_ && slot_->write_assigned) event_del(&slot_->write_ev);
     write_armed_ = false;
-    event_del(&timer_ev_);
+    cancel_timer();
     if (request_) abort_request(*request_);
     worker_.unregister_connection(this);
     post_request_done();  // deleted from the loop, never under a handler
@@ -575,7 +584,7 @@ void HttpConnection::resume_body() {
 void HttpConnection::end_body(int status) {
     BodyReader* reader = body_reader_;
     body_reader_ = nullptr;
-    event_del(&timer_ev_);
+    cancel_timer();
     if (reader) reader->on_body_end(*request_, status);
 }
 
@@ -676,7 +685,7 @@ void HttpConnection::pump_body() {
                 event_del(&read_ev_);
                 reading_ = false;
             }
-            event_del(&timer_ev_);
+            cancel_timer();
             return;
         case BodyStep::Done: return end_body(0);
         case BodyStep::Error:
@@ -806,7 +815,7 @@ bool HttpConnection::flush() {
     // Tell the request only when it was waiting for the socket: a producer
     // calling send_body must not be re-entered from inside it.
     if (was_blocked && request_ && state_ == State::Processing) {
-        event_del(&timer_ev_);
+        cancel_timer();
         output_drained(*request_);
     }
     return true;
