@@ -3,6 +3,7 @@
 //
 // Build: g++ -std=c++20 -O2 -Wall -Wextra -o objs/test_upstream t/lib/test_upstream.cc -levent
 // Usage: test_upstream --port N [--id NAME] [--fail-status NNN] [--address 127.x.y.z]
+//                      [--log FILE]
 //
 // Every request is answered with 200 and a JSON echo of what arrived:
 //   {"method":"GET","uri":"/a?b","version":"HTTP/1.1",
@@ -36,6 +37,14 @@
 // loopback on Linux), so that origins on one port differ by address (DNS tests).
 // Every response carries X-Connection: the number of its connection (1, 2, ...),
 // so tests can see which requests shared a connection.
+// With --log FILE every request that arrived whole is appended to FILE as it completes,
+// one line each, before it is answered, so tests can prove what reached the origin
+// (request smuggling tests count these lines):
+//   C REQ METHOD TARGET VERSION body=N   a request (C: its connection's number);
+//                                        METHOD and TARGET with bytes outside
+//                                        printable ASCII as \xHH
+//   C BAD STATUS                         a head or chunked body that did not parse
+//   C PARTIAL                            the connection ended inside a request
 // Every response carries X-Upstream-Id (--id, default: the port). Connections are kept
 // alive (HTTP/1.1 unless "Connection: close"; HTTP/1.0 with "Connection: keep-alive"),
 // and pipelined requests are answered in order.
@@ -70,7 +79,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -104,6 +115,7 @@ struct Options {
     std::string id;
     int fail_status = 0;
     in_addr address{htonl(INADDR_LOOPBACK)};
+    std::string log_path;
 };
 
 constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ull;
@@ -178,6 +190,21 @@ void append_json_string(std::string& out, std::string_view s) {
         }
     }
     out += '"';
+}
+
+// For the --log file: one word, whatever bytes it holds.
+std::string log_word(std::string_view s) {
+    std::string out;
+    for (unsigned char c : s) {
+        if (c > 0x20 && c < 0x7f && c != '\\') {
+            out += static_cast<char>(c);
+        } else {
+            char escaped[8];
+            std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
+            out += escaped;
+        }
+    }
+    return out;
 }
 
 std::string echo_json(const Request& request) {
@@ -266,6 +293,10 @@ private:
     }
 
     evbuffer* input() { return bufferevent_get_input(bev_); }
+    // Some of a request has arrived but not all of it.
+    bool inside_request() {
+        return state_ != ReadState::RequestLine || evbuffer_get_length(input()) > 0;
+    }
     evbuffer* output() { return bufferevent_get_output(bev_); }
 
     void drive();
@@ -348,6 +379,13 @@ public:
         auto it = path_requests_.find(path);
         return it == path_requests_.end() ? 0 : it->second;
     }
+    // One line to the --log file (if any), written whole with O_APPEND.
+    void log(const std::string& line) const {
+        if (log_fd_ < 0) return;
+        std::string out = line + "\n";
+        ssize_t n = write(log_fd_, out.data(), out.size());
+        (void)n;
+    }
 
 private:
     static void on_accept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* self);
@@ -362,6 +400,7 @@ private:
     uint64_t connections_ = 0;
     uint64_t requests_ = 0;
     std::map<std::string, uint64_t> path_requests_;  // /cache/ paths
+    int log_fd_ = -1;
 };
 
 Connection::Connection(Server& server, bufferevent* bev)
@@ -401,7 +440,10 @@ void Connection::drive() {
         return;
     }
     // After the client's EOF, a partial request can never complete.
-    if (peer_eof_ && last == Step::NeedInput) closing_ = true;
+    if (peer_eof_ && last == Step::NeedInput) {
+        if (!closing_ && inside_request()) server_.log(std::to_string(number_) + " PARTIAL");
+        closing_ = true;
+    }
     if (closing_ && !busy_ && evbuffer_get_length(output()) == 0) close_lingering();
 }
 
@@ -442,6 +484,7 @@ void Connection::handle_event(short what) {
         drive();
         return;
     }
+    if (!closing_ && !lingering_ && inside_request()) server_.log(std::to_string(number_) + " PARTIAL");
     delete this;
 }
 
@@ -639,6 +682,9 @@ Connection::Step Connection::read_trailer() {
 }
 
 Connection::Step Connection::request_done() {
+    server_.log(std::to_string(number_) + " REQ " + log_word(request_.method) + " " +
+                log_word(request_.target) + " " + log_word(request_.version) +
+                " body=" + std::to_string(request_.body_length));
     Request request = std::move(request_);
     request_ = Request{};
     state_ = ReadState::RequestLine;
@@ -659,6 +705,7 @@ Connection::Step Connection::request_done() {
 // A request we cannot parse gets an error and the connection is closed: the framing
 // of whatever follows is unknown.
 Connection::Step Connection::fail(int status) {
+    server_.log(std::to_string(number_) + " BAD " + std::to_string(status));
     evbuffer_add_printf(output(),
                         "HTTP/1.1 %d %s\r\nContent-Length: 0\r\nX-Upstream-Id: %s\r\n"
                         "Connection: close\r\n\r\n",
@@ -1064,12 +1111,21 @@ bool Connection::respond_bad(std::string_view name) {
 }
 
 Server::~Server() {
+    if (log_fd_ >= 0) close(log_fd_);
     for (event* ev : signal_events_) event_free(ev);
     if (listener_) evconnlistener_free(listener_);
     if (base_) event_base_free(base_);
 }
 
 bool Server::start() {
+    if (!options_.log_path.empty()) {
+        log_fd_ = open(options_.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (log_fd_ < 0) {
+            std::fprintf(stderr, "test_upstream: cannot open %s: %s\n", options_.log_path.c_str(),
+                         std::strerror(errno));
+            return false;
+        }
+    }
     base_ = event_base_new();
     if (!base_) return false;
     sockaddr_in addr{};
@@ -1125,6 +1181,8 @@ std::optional<Options> parse_options(int argc, char** argv) {
             options.fail_status = *status;
         } else if (arg == "--address") {
             if (inet_pton(AF_INET, argv[++i], &options.address) != 1) return std::nullopt;
+        } else if (arg == "--log") {
+            options.log_path = argv[++i];
         } else {
             return std::nullopt;
         }
@@ -1139,7 +1197,7 @@ std::optional<Options> parse_options(int argc, char** argv) {
 int main(int argc, char** argv) {
     auto options = parse_options(argc, argv);
     if (!options) {
-        std::fprintf(stderr, "usage: test_upstream --port N [--id NAME] [--fail-status NNN] [--address IPV4]\n");
+        std::fprintf(stderr, "usage: test_upstream --port N [--id NAME] [--fail-status NNN] [--address IPV4] [--log FILE]\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
