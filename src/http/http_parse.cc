@@ -232,11 +232,15 @@ struct Framing {
     bool connection_keep_alive = false;
     bool connection_upgrade = false;
     bool has_upgrade = false;
+    bool h2c_offered = false;
     bool expect_continue = false;
 };
 
 // Transfer-Encoding lines add up to one list, in order (RFC 9110 §5.3).
-bool add_transfer_codings(std::string_view value, Framing& framing, Cursor& c) {
+// A request may use chunked only: the gateway re-frames bodies and never
+// decodes gzip or deflate, so it could not pass them on (RFC 9112 §6.1: a
+// coding not understood gets 501, as in nginx).
+bool add_transfer_codings(std::string_view value, bool request, Framing& framing, Cursor& c) {
     framing.has_transfer_encoding = true;
     return for_each_element(value, [&](std::string_view coding) {
         if (!is_token(coding)) return c.reject(400, "invalid transfer coding");
@@ -245,7 +249,7 @@ bool add_transfer_codings(std::string_view value, Framing& framing, Cursor& c) {
             framing.chunked = true;
             return true;
         }
-        if (!is_known_coding(coding)) return c.reject(501, "unknown transfer coding");
+        if (request || !is_known_coding(coding)) return c.reject(501, "unknown transfer coding");
         return true;
     });
 }
@@ -291,7 +295,7 @@ bool add_request_field(const Header& field, uint8_t minor, Framing& framing, Cur
     case Field::TransferEncoding:
         // RFC 9112 §6.1: an HTTP/1.0 peer cannot be trusted to frame chunked.
         if (minor == 0) return c.reject(400, "Transfer-Encoding in HTTP/1.0");
-        return add_transfer_codings(field.value, framing, c);
+        return add_transfer_codings(field.value, true, framing, c);
     case Field::Connection: return add_connection_options(field.value, framing, c);
     case Field::Expect:
         if (!token_is(field.value, "100-continue")) return c.reject(417, "unsupported Expect");
@@ -299,6 +303,10 @@ bool add_request_field(const Header& field, uint8_t minor, Framing& framing, Cur
         return true;
     case Field::Upgrade:
         framing.has_upgrade = framing.has_upgrade || !field.value.empty();
+        for_each_element(field.value, [&](std::string_view protocol) {
+            if (token_is(protocol, "h2c")) framing.h2c_offered = true;
+            return true;
+        });
         return true;
     }
     return true;
@@ -309,7 +317,7 @@ bool add_response_field(const Header& field, uint8_t minor, Framing& framing, Cu
     case Field::ContentLength: return add_content_length(field.value, framing, c);
     case Field::TransferEncoding:
         if (minor == 0) return c.reject(502, "Transfer-Encoding in HTTP/1.0");
-        return add_transfer_codings(field.value, framing, c);
+        return add_transfer_codings(field.value, false, framing, c);
     case Field::Connection: return add_connection_options(field.value, framing, c);
     default: return true;
     }
@@ -460,7 +468,9 @@ ParseResult finish_request(Cursor& c, const Framing& framing, std::string_view t
     out.keep_alive = !framing.connection_close && (http11 || framing.connection_keep_alive);
     // RFC 9110 §10.1.1 and §7.8: HTTP/1.0 peers get neither.
     out.expect_continue = http11 && framing.expect_continue;
-    out.upgrade = http11 && framing.connection_upgrade && framing.has_upgrade;
+    // RFC 9113 §3.1 deprecates the h2c upgrade, and a gateway without HTTP/2
+    // could only tunnel it to the origin, past its own location checks.
+    out.upgrade = http11 && framing.connection_upgrade && framing.has_upgrade && !framing.h2c_offered;
     return ParseResult::Complete;
 }
 
@@ -609,7 +619,9 @@ ParseResult parse_request_head(const char* data, size_t len, const ParseLimits& 
                                RequestHead& out) {
     out.reset();
     const size_t usable = len < limits.max_head ? len : limits.max_head;
-    Cursor c{data, data + usable, len > limits.max_head};
+    // max_head bytes without a complete head can only grow into too large a
+    // head: the connection's buffer stops there, so waiting would spin.
+    Cursor c{data, data + usable, len >= limits.max_head};
     ParseResult r = parse_request(c, limits, out);
     if (r == ParseResult::Complete) {
         out.head_length = size_t(c.p - data);
@@ -624,7 +636,9 @@ ParseResult parse_response_head(const char* data, size_t len, const ParseLimits&
                                 bool request_was_head, ResponseHead& out) {
     out.reset();
     const size_t usable = len < limits.max_head ? len : limits.max_head;
-    Cursor c{data, data + usable, len > limits.max_head};
+    // max_head bytes without a complete head can only grow into too large a
+    // head: the connection's buffer stops there, so waiting would spin.
+    Cursor c{data, data + usable, len >= limits.max_head};
     ParseResult r = parse_status_line(c, limits, out);
     Framing framing;
     const uint8_t minor = out.version_minor;

@@ -59,7 +59,9 @@ struct RequestHead {
     // The Host header, or the authority of an absolute-form target (RFC 9112
     // §3.2.2); syntax checked, case not folded. Empty on HTTP/1.0 without Host.
     std::string_view host;
-    bool upgrade = false;  // HTTP/1.1, Connection: upgrade and an Upgrade header
+    // HTTP/1.1, Connection: upgrade and an Upgrade header that does not offer
+    // h2c (deprecated by RFC 9113; a gateway could only tunnel it past itself).
+    bool upgrade = false;
 
     int error_status = 0;              // on Error: 400, 414, 417, 431, 501 or 505
     const char* error_reason = nullptr;  // static text for the error log
