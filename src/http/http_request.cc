@@ -616,6 +616,16 @@ bool RequestEngine::setup(Request& r) {
     r.server_ = find_server(*static_cast<AddressServers*>(c.listening().data), r.host_, &r);
     r.loc_ = r.server_->root_location;
     if (!*r.server_->underscores_in_headers) drop_underscore_headers(r.head_);
+    if (r.method() == Method::Connect) {
+        // RFC 9110 §9.3.6: CONNECT asks a proxy for a tunnel. A gateway has none
+        // to give, and what the client sends next is tunnel data, not requests
+        // (nginx answers 405 too).
+        SLUICE_LOG(LogLevel::Info, "*%llu client sent CONNECT method, client: %s",
+                   static_cast<unsigned long long>(r.connection_number()), std::string(r.remote_addr()).c_str());
+        r.keep_alive_ = false;
+        r.finalize(405);
+        return false;
+    }
     int status = 0;
     if (!setup_uri(r, r.head_.target, r.uri_, r.args_, status)) {
         SLUICE_LOG(LogLevel::Info, "*%llu client sent invalid request target \"%.*s\", client: %s",
