@@ -124,6 +124,19 @@ bool split_absolute_form(std::string_view target, UriParts& out) {
     return true;
 }
 
+// After "%25": does the rest spell an escape of ".", "/", "\\" or "%"? A
+// backend that decodes twice (or a framework that decodes once more after
+// routing) reads "%252e%252e" as "..", so these are as ambiguous as "%2e%2e".
+bool double_encoded_delimiter(const char* r, const char* end, const NormalizeOptions& options) {
+    if (end - r < 2) return false;
+    int hi = kHexValue(r[0]);
+    int lo = kHexValue(r[1]);
+    if (hi < 0 || lo < 0) return false;
+    char c = char(hi * 16 + lo);
+    if (c == '/' || c == '\\') return !options.allow_encoded_slash;
+    return c == '.' || c == '%';
+}
+
 // Appends the segment starting at `r` (up to "/" or `end`) to `w`, decoding
 // what RFC 3986 §6.2.2.2 says is equivalent. Returns the input position
 // reached, or nullptr for 400.
@@ -143,6 +156,7 @@ const char* copy_segment(const char* r, const char* end, const NormalizeOptions&
         if (hi < 0 || lo < 0) return nullptr;
         char decoded = char(hi * 16 + lo);
         if (decoded == '\0') return nullptr;
+        if (decoded == '%' && double_encoded_delimiter(r + 3, end, options)) return nullptr;
         if (chars::kUnreserved(decoded)) {
             *w++ = decoded;
             encoded_dot |= decoded == '.';
@@ -155,6 +169,18 @@ const char* copy_segment(const char* r, const char* end, const NormalizeOptions&
         r += 3;
     }
     return r;
+}
+
+// "..;x" or ".;x" (also with ";" as %3B): a dot segment to the backends that
+// drop path parameters before resolving dots (Tomcat, Jetty, Spring), an
+// ordinary segment to RFC 3986. The "/public/..;/admin/" bypass.
+bool dot_segment_with_parameters(const char* segment, size_t length) {
+    size_t dots = 0;
+    while (dots < length && dots < 3 && segment[dots] == '.') ++dots;
+    if (dots == 0 || dots > 2 || dots == length) return false;
+    const char* rest = segment + dots;
+    const size_t left = length - dots;
+    return rest[0] == ';' || (left >= 3 && rest[0] == '%' && rest[1] == '3' && (rest[2] | 0x20) == 'b');
 }
 
 // 1 for ".", 2 for "..", 0 for any other segment.
@@ -244,6 +270,8 @@ int normalize_path(std::string_view raw_path, const NormalizeOptions& options, s
                 --w;
                 while (w[-1] != '/') --w;
             }
+        } else if (dot_segment_with_parameters(segment, length)) {
+            return 400;
         } else if (length == 0 && options.merge_slashes) {
             // "//": the "/" already written stands for the whole run.
         } else if (more) {

@@ -44,7 +44,10 @@ struct NormalizeOptions {
 // every other %XX, resolves "." and ".." segments, and merges runs of "/" when
 // merge_slashes. Returns 0, or 400 for a character outside pchar, a malformed
 // escape, %00, an encoded "/" or "\" (unless allow_encoded_slash), a dot
-// segment that was even partly percent-encoded, or ".." above the root.
+// segment that was even partly percent-encoded, a dot segment with path
+// parameters ("..;x", ".%3Bx"), a double-encoded ".", "/", "\" or "%"
+// ("%252e"; "/" and "\" allowed with allow_encoded_slash), or ".." above
+// the root.
 // `out` is at most raw_path.size() bytes (1 for an empty path).
 int normalize_path(std::string_view raw_path, const NormalizeOptions& options, std::string& out);
 

@@ -93,6 +93,39 @@ TEST(UriNormalize, RejectsEncodedDotSegments) {
     EXPECT_EQ(normalized("/%2ehtaccess"), "/.htaccess");
 }
 
+// Backends that drop ";parameters" before resolving dots (Tomcat, Jetty,
+// Spring) read "/public/..;/admin/" as "/admin/".
+TEST(UriNormalize, RejectsDotSegmentsWithParameters) {
+    EXPECT_EQ(normalized("/public/..;/admin/"), "<400>");
+    EXPECT_EQ(normalized("/public/..;jsessionid=1/admin"), "<400>");
+    EXPECT_EQ(normalized("/public/.;/admin"), "<400>");
+    EXPECT_EQ(normalized("/public/..%3b/admin"), "<400>");
+    EXPECT_EQ(normalized("/public/..%3B/admin"), "<400>");
+    EXPECT_EQ(normalized("/public/%2e%2e;/admin"), "<400>");
+    EXPECT_EQ(normalized("/a/.."), "/");
+    // Parameters elsewhere are ordinary segment bytes.
+    EXPECT_EQ(normalized("/a;b/c;d=1/...;x/;/..x;"), "/a;b/c;d=1/...;x/;/..x;");
+    EXPECT_EQ(normalized("/a;/../b"), "/b");
+}
+
+// "%252e%252e" is ".." to a backend that decodes twice.
+TEST(UriNormalize, RejectsDoubleEncodedDelimiters) {
+    EXPECT_EQ(normalized("/public/%252e%252e/admin"), "<400>");
+    EXPECT_EQ(normalized("/public/%252E"), "<400>");
+    EXPECT_EQ(normalized("/public/..%252fadmin"), "<400>");
+    EXPECT_EQ(normalized("/public/..%255cadmin"), "<400>");
+    EXPECT_EQ(normalized("/public/%25252e"), "<400>");
+    // Other double-encoded bytes, and a "%25" that escapes nothing, stay.
+    EXPECT_EQ(normalized("/a%2541"), "/a%2541");
+    EXPECT_EQ(normalized("/a%25zz"), "/a%25zz");
+    EXPECT_EQ(normalized("/a%25"), "/a%25");
+    EXPECT_EQ(normalized("/a%252"), "/a%252");
+    NormalizeOptions allow;
+    allow.allow_encoded_slash = true;
+    EXPECT_EQ(normalized("/a%252fb", allow), "/a%252fb");
+    EXPECT_EQ(normalized("/a%252eb", allow), "<400>");
+}
+
 TEST(UriNormalize, RejectsClimbingAboveRoot) {
     EXPECT_EQ(normalized("/../"), "<400>");
     EXPECT_EQ(normalized("/.."), "<400>");
