@@ -2,6 +2,8 @@
 # make fuzz [FUZZ_SECONDS=N]: builds every libFuzzer target with clang
 # (ASan + UBSan) and runs each for N seconds (default 60) on its corpus in
 # t/fuzz/corpus/NAME. Crashes are written to t/fuzz/artifacts/.
+# FUZZ_TARGETS="fuzz_uri fuzz_chunked" limits the run to those targets (one
+# at a time, as always: on a shared machine, run it under nice).
 set -e
 seconds=${1:-60}
 SLUICE_DEPS_FUZZ=1 sh contrib/deps.sh
@@ -14,6 +16,7 @@ sources_for() {
         fuzz_request|fuzz_response|fuzz_uri) echo "src/http/http_parse.cc src/http/uri.cc" ;;
         fuzz_chunked) echo "src/http/http_chunked.cc" ;;
         fuzz_config) echo "src/core/conf_file.cc src/core/conf_values.cc" ;;
+        fuzz_cache_policy) echo "src/http/http_cache_policy.cc src/http/http_parse.cc src/http/uri.cc src/core/http_date.cc" ;;
         fuzz_jwt) echo "modules/auth_jwt/jwt_keys.cc modules/auth_jwt/jwt_token.cc -ljansson -ljwt -lcrypto" ;;
         *) echo "t/fuzz/run.sh: no sources listed for $1" >&2; exit 1 ;;
     esac
@@ -22,6 +25,9 @@ sources_for() {
 status=0
 for f in t/fuzz/fuzz_*.cc; do
     name=$(basename "$f" .cc)
+    if [ -n "$FUZZ_TARGETS" ]; then
+        case " $FUZZ_TARGETS " in *" $name "*) ;; *) continue ;; esac
+    fi
     corpus=t/fuzz/corpus/${name#fuzz_}
     mkdir -p "$corpus"
     echo "=== $name: building"
