@@ -3,7 +3,8 @@
 // Run:   objs/fuzz_uri -max_total_time=60 t/fuzz/corpus/uri
 //
 // Checks that a normalized path is a fixed point (normalizing it again changes
-// nothing), never grows, and holds no dot segment or empty one when merged.
+// nothing), never grows, and holds no dot segment or empty one when merged,
+// no dot segment with path parameters and no double-encoded delimiter.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -30,6 +31,13 @@ void check_normalized(std::string_view path, const NormalizeOptions& options) {
     check(!out.ends_with("/.") && !out.ends_with("/.."));
     if (options.merge_slashes) check(out.find("//") == std::string::npos);
     if (!options.allow_encoded_slash) check(out.find("%2F") == std::string::npos);
+    // Nothing a backend that drops ";parameters" or decodes twice reads as a
+    // dot segment or a delimiter.
+    for (std::string_view seg : {"/..;", "/.;", "/..%3B", "/.%3B"}) check(out.find(seg) == std::string::npos);
+    for (std::string_view twice : {"%252E", "%252e", "%2525"}) check(out.find(twice) == std::string::npos);
+    if (!options.allow_encoded_slash) {
+        for (std::string_view twice : {"%252F", "%252f", "%255C", "%255c"}) check(out.find(twice) == std::string::npos);
+    }
     std::string again;
     check(normalize_path(out, options, again) == 0 && again == out);
     std::string fs;
