@@ -1,0 +1,310 @@
+// Faults on loopback, in bounded runs: upstreams that die mid-response,
+// accept and never answer, or answer garbage; a thousand slowloris clients;
+// more connections than worker_connections; an access log on a full disk.
+// Each time the client gets a clean error or a closed connection, the worker
+// survives (same pid) and keeps answering normal requests. Every loop here
+// is bounded in count and time; no assertion depends on how fast anything is.
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gmock/gmock-matchers.h>
+
+#include "harness.h"
+
+namespace sluice::test {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+
+// A listening socket on a free loopback port. With `serve` null nobody ever
+// accepts: the kernel completes the handshakes (up to the backlog) and the
+// connections stay silent. Otherwise `serve` runs on each accepted
+// connection, one at a time, on a thread of its own.
+class RawOrigin {
+public:
+    using Serve = void (*)(int fd);
+    explicit RawOrigin(Serve serve) : serve_(serve) {
+        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1;
+        setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        port_ = free_port();
+        addr.sin_port = htons(port_);
+        if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd_, 256) != 0) {
+            ::close(fd_);
+            fd_ = -1;
+            return;
+        }
+        if (serve_) thread_ = std::thread([this] { run(); });
+    }
+    ~RawOrigin() {
+        stop_ = true;
+        if (thread_.joinable()) thread_.join();
+        if (fd_ >= 0) ::close(fd_);
+    }
+    bool ok() const { return fd_ >= 0; }
+    uint16_t port() const { return port_; }
+
+private:
+    void run() {
+        while (!stop_) {
+            pollfd p{fd_, POLLIN, 0};
+            if (::poll(&p, 1, 50) <= 0) continue;
+            int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+            if (c < 0) continue;
+            serve_(c);
+            ::close(c);
+        }
+    }
+
+    Serve serve_;
+    int fd_ = -1;
+    uint16_t port_ = 0;
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
+
+// Reads the request head (bounded), then answers bytes that are no HTTP.
+void answer_garbage(int fd) {
+    timeval tv{2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[4096];
+    (void)::recv(fd, buf, sizeof buf, 0);
+    static const char kGarbage[] = "\x16\x03\x01\x02\x00garbage\0\xff\r\n\r\nHTTP/1.1 200 OK\r\n\r\n";
+    (void)::send(fd, kGarbage, sizeof kGarbage - 1, MSG_NOSIGNAL);
+}
+
+// kB of the "VmRSS:" line of /proc/PID/status, or 0.
+uint64_t rss_kb(pid_t pid) {
+    std::string status = read_file("/proc/" + std::to_string(pid) + "/status");
+    size_t at = status.find("VmRSS:");
+    if (at == std::string::npos) return 0;
+    return std::strtoull(status.c_str() + at + 6, nullptr, 10);
+}
+
+constexpr std::string_view kConfig = R"(
+worker_processes 1;
+events { worker_connections {{CONNECTIONS}}; }
+http {
+    access_log {{ACCESS_LOG}};
+    client_header_timeout 1s;
+    server {
+        listen 127.0.0.1:{{PORT}};
+        proxy_connect_timeout 1s;
+        proxy_read_timeout 1s;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        location /ok { return 200 "ok\n"; }
+        location /up/ { proxy_pass http://127.0.0.1:{{UPSTREAM}}/; }
+        location /silent/ { proxy_pass http://127.0.0.1:{{SILENT}}/; }
+        location /garbage/ { proxy_pass http://127.0.0.1:{{GARBAGE}}/; }
+    }
+}
+)";
+
+class Faults : public ::testing::Test {
+protected:
+    void start(int connections = 2048, std::string access_log = "off") {
+        upstream_ = std::make_unique<UpstreamProcess>();
+        ASSERT_TRUE(upstream_->start());
+        ASSERT_TRUE(silent_.ok() && garbage_.ok());
+        daemon_ = std::make_unique<Daemon>(std::string(kMainConfig) + std::string(kConfig),
+                                           ConfigVars{{"UPSTREAM", upstream_->port()},
+                                                      {"SILENT", silent_.port()},
+                                                      {"GARBAGE", garbage_.port()},
+                                                      {"CONNECTIONS", connections},
+                                                      {"ACCESS_LOG", access_log}});
+        ASSERT_TRUE(daemon_->start());
+        port_ = daemon_->port();
+        auto workers = daemon_->worker_pids();
+        ASSERT_EQ(workers.size(), 1u);
+        worker_ = workers[0];
+    }
+
+    // The worker that was there at the start still is, and answers.
+    void expect_worker_serves() {
+        auto r = http_get(port_, "/ok");
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->status, 200);
+        EXPECT_EQ(daemon_->worker_pids(), std::vector<pid_t>{worker_});
+    }
+
+    RawOrigin silent_{nullptr};
+    RawOrigin garbage_{answer_garbage};
+    std::unique_ptr<UpstreamProcess> upstream_;
+    std::unique_ptr<Daemon> daemon_;
+    uint16_t port_ = 0;
+    pid_t worker_ = 0;
+};
+
+// The upstream dies (SIGKILL) in the middle of a chunked response: the client
+// must not get a response that looks complete, and its connection closes.
+TEST_F(Faults, UpstreamKilledMidResponse) {
+    start();
+    Conn c(port_);
+    ASSERT_TRUE(c.send("GET /up/stream/1000000?chunk=1000&delay=10 HTTP/1.1\r\nHost: t\r\n\r\n"));
+    for (int i = 0; i < 100 && c.buffered().size() < 4000 && !c.peer_closed(); ++i) c.is_closed(50ms);
+    ASSERT_GE(c.buffered().size(), 4000u) << "the stream did not start";
+    ASSERT_FALSE(c.peer_closed());
+    ASSERT_EQ(::kill(upstream_->pid(), SIGKILL), 0);
+    EXPECT_TRUE(c.is_closed(5s));
+    std::string got(c.buffered());
+    EXPECT_THAT(got, HasSubstr("200 OK"));
+    EXPECT_FALSE(got.ends_with("\r\n0\r\n\r\n")) << "a truncated body was made to look complete";
+    EXPECT_LT(got.size(), 1000000u);
+    upstream_->stop();
+
+    // Dead upstream: a clean 502; back again: served.
+    auto dead = http_get(port_, "/up/x");
+    ASSERT_TRUE(dead);
+    EXPECT_EQ(dead->status, 502);
+    ASSERT_TRUE(upstream_->start());
+    auto back = http_get(port_, "/up/x");
+    ASSERT_TRUE(back);
+    EXPECT_EQ(back->status, 200);
+    expect_worker_serves();
+}
+
+// An upstream that accepts and never answers: every request gets 504 after
+// proxy_read_timeout, and the worker keeps answering others meanwhile.
+TEST_F(Faults, UpstreamThatNeverAnswers) {
+    start();
+    std::vector<Conn> waiting;
+    for (int i = 0; i < 20; ++i) {
+        waiting.emplace_back(port_);
+        ASSERT_TRUE(waiting.back().send("GET /silent/" + std::to_string(i) + " HTTP/1.1\r\nHost: t\r\n\r\n"));
+    }
+    expect_worker_serves();  // while the 20 wait
+    for (Conn& c : waiting) {
+        auto r = c.read_response(10s);
+        ASSERT_TRUE(r) << c.error();
+        EXPECT_EQ(r->status, 504);
+    }
+    expect_worker_serves();
+}
+
+// An upstream that answers bytes that are no HTTP: 502 every time, the
+// upstream connection is dropped, and the worker's memory does not grow
+// with the number of such answers.
+TEST_F(Faults, UpstreamSendingGarbage) {
+    start();
+    auto round = [&](int n) {
+        for (int i = 0; i < n; ++i) {
+            auto r = http_get(port_, "/garbage/x");
+            ASSERT_TRUE(r);
+            ASSERT_EQ(r->status, 502);
+        }
+    };
+    round(50);  // warm-up: pools and buffers reach their working size
+    const uint64_t before = rss_kb(worker_);
+    round(300);
+    const uint64_t after = rss_kb(worker_);
+    ASSERT_GT(before, 0u);
+    // 300 requests leaking even a single 8 KiB request block each would add 2.4 MiB.
+    EXPECT_LT(after, before + 2048) << before << " kB -> " << after << " kB";
+    expect_worker_serves();
+}
+
+// A thousand clients send part of a head and stop: normal clients are still
+// answered, and client_header_timeout closes every slow one (408 or a close).
+TEST_F(Faults, SlowlorisClientsAreTimedOut) {
+    // 1,000 descriptors here and as many in the worker (which inherits the
+    // limit): Debian's default soft limit is 1,024.
+    rlimit limit{};
+    getrlimit(RLIMIT_NOFILE, &limit);
+    if (limit.rlim_cur < 4096) {
+        limit.rlim_cur = std::min<rlim_t>(limit.rlim_max, 4096);
+        setrlimit(RLIMIT_NOFILE, &limit);
+    }
+    if (limit.rlim_cur < 2100) GTEST_SKIP() << "RLIMIT_NOFILE hard limit " << limit.rlim_max << " is too low";
+    start();
+    std::vector<Conn> slow;
+    slow.reserve(1000);
+    for (int i = 0; i < 1000; ++i) {
+        slow.emplace_back(port_);
+        ASSERT_TRUE(slow.back().connected()) << i;
+        ASSERT_TRUE(slow.back().send("GET /ok HTTP/1.1\r\nHost: t\r\nX-Slow: " + std::to_string(i)));
+    }
+    for (int i = 0; i < 20; ++i) {
+        auto r = http_get(port_, "/ok");
+        ASSERT_TRUE(r) << i;
+        EXPECT_EQ(r->status, 200);
+    }
+    int timed_out = 0;
+    for (Conn& c : slow) {
+        if (!c.is_closed(10s)) continue;
+        std::string_view got = c.buffered();
+        if (got.empty() || got.starts_with("HTTP/1.1 408 ")) ++timed_out;
+    }
+    EXPECT_EQ(timed_out, 1000);
+    expect_worker_serves();
+}
+
+// With worker_connections 20, connections past the limit are accepted and
+// closed at once, without a byte; those already open keep being served.
+TEST_F(Faults, ConnectionsBeyondWorkerConnectionsAreClosedCleanly) {
+    start(20);
+    std::vector<Conn> conns;
+    for (int i = 0; i < 60; ++i) conns.emplace_back(port_);
+    int served = 0, refused = 0;
+    for (Conn& c : conns) {
+        if (!c.send("GET /ok HTTP/1.1\r\nHost: t\r\n\r\n")) {
+            ++refused;
+            continue;
+        }
+        auto r = c.read_response(5s);
+        if (r) {
+            EXPECT_EQ(r->status, 200);
+            ++served;
+        } else {
+            EXPECT_TRUE(c.peer_closed()) << c.error();
+            EXPECT_EQ(c.buffered(), "");
+            ++refused;
+        }
+    }
+    EXPECT_GT(served, 0);
+    EXPECT_LE(served, 20);
+    EXPECT_EQ(served + refused, 60);
+    EXPECT_TRUE(daemon_->wait_for_log("worker_connections are not enough"));
+    conns.clear();  // frees the slots
+    wait_until([&] { auto r = http_get(port_, "/ok"); return r && r->status == 200; }, 5s);
+    expect_worker_serves();
+}
+
+// An access log on a full disk (/dev/full: every write fails with ENOSPC):
+// requests keep flowing, and the failure is logged once per second at most,
+// not once per request.
+TEST_F(Faults, AccessLogOnAFullDiskKeepsRequestsFlowing) {
+    start(2048, "/dev/full");
+    for (int i = 0; i < 300; ++i) {
+        auto r = http_get(port_, "/ok");
+        ASSERT_TRUE(r) << i;
+        ASSERT_EQ(r->status, 200);
+    }
+    ASSERT_TRUE(daemon_->wait_for_log("write() to \"/dev/full\" failed"));
+    std::string log = daemon_->error_log();
+    size_t count = 0;
+    for (size_t at = log.find("/dev/full\" failed"); at != std::string::npos; at = log.find("/dev/full\" failed", at + 1))
+        ++count;
+    EXPECT_GE(count, 1u);
+    EXPECT_LT(count, 100u) << "one error line per request";
+    expect_worker_serves();
+}
+
+}  // namespace
+}  // namespace sluice::test
