@@ -124,17 +124,21 @@ bool split_absolute_form(std::string_view target, UriParts& out) {
     return true;
 }
 
-// After "%25": does the rest spell an escape of ".", "/", "\\" or "%"? A
-// backend that decodes twice (or a framework that decodes once more after
-// routing) reads "%252e%252e" as "..", so these are as ambiguous as "%2e%2e".
-bool double_encoded_delimiter(const char* r, const char* end, const NormalizeOptions& options) {
-    if (end - r < 2) return false;
-    int hi = kHexValue(r[0]);
-    int lo = kHexValue(r[1]);
-    if (hi < 0 || lo < 0) return false;
-    char c = char(hi * 16 + lo);
-    if (c == '/' || c == '\\') return !options.allow_encoded_slash;
-    return c == '.' || c == '%';
+// Does the written segment hold "%25" followed by the hex of ".", "/", "\\"
+// or "%"? A backend that decodes twice (or a framework that decodes once
+// more after routing) reads "%252e%252e" as "..", so these are as ambiguous
+// as "%2e%2e". Checked on the output: "%25%32%65" becomes "%252e" there.
+bool double_encoded_delimiter(const char* segment, size_t length, const NormalizeOptions& options) {
+    for (size_t i = 0; i + 5 <= length; ++i) {
+        if (segment[i] != '%' || segment[i + 1] != '2' || segment[i + 2] != '5') continue;
+        int hi = kHexValue(segment[i + 3]);
+        int lo = kHexValue(segment[i + 4]);
+        if (hi < 0 || lo < 0) continue;
+        char c = char(hi * 16 + lo);
+        if (c == '.' || c == '%') return true;
+        if ((c == '/' || c == '\\') && !options.allow_encoded_slash) return true;
+    }
+    return false;
 }
 
 // Appends the segment starting at `r` (up to "/" or `end`) to `w`, decoding
@@ -156,7 +160,6 @@ const char* copy_segment(const char* r, const char* end, const NormalizeOptions&
         if (hi < 0 || lo < 0) return nullptr;
         char decoded = char(hi * 16 + lo);
         if (decoded == '\0') return nullptr;
-        if (decoded == '%' && double_encoded_delimiter(r + 3, end, options)) return nullptr;
         if (chars::kUnreserved(decoded)) {
             *w++ = decoded;
             encoded_dot |= decoded == '.';
@@ -270,7 +273,8 @@ int normalize_path(std::string_view raw_path, const NormalizeOptions& options, s
                 --w;
                 while (w[-1] != '/') --w;
             }
-        } else if (dot_segment_with_parameters(segment, length)) {
+        } else if (dot_segment_with_parameters(segment, length) ||
+                   double_encoded_delimiter(segment, length, options)) {
             return 400;
         } else if (length == 0 && options.merge_slashes) {
             // "//": the "/" already written stands for the whole run.
