@@ -131,7 +131,9 @@ protected:
                                                       {"ACCESS_LOG", access_log}});
         ASSERT_TRUE(daemon_->start());
         port_ = daemon_->port();
-        auto workers = daemon_->worker_pids();
+        // The ports answer before the master has necessarily forked its worker.
+        std::vector<pid_t> workers;
+        wait_until([&] { return (workers = daemon_->worker_pids()).size() == 1; }, 5s);
         ASSERT_EQ(workers.size(), 1u);
         worker_ = workers[0];
     }

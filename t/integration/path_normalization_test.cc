@@ -214,6 +214,7 @@ TEST_F(PathNormalization, NoTrickReachesAdminWithoutTheKey) {
         {"/public/..%252fadmin/secret", 400},
         {"/public/..%255cadmin/secret", 400},
         {"/public/%25252e%25252e/admin/secret", 400},
+        {"/public/%25%32%65%25%32%65/admin/secret", 400},
         {"/%2561dmin/secret", 404},
         // Malformed and overlong escapes.
         {"/public/%%32%65%%32%65/admin/secret", 400},
