@@ -42,6 +42,19 @@ bool is_hop_by_hop(std::string_view n) {
     }
 }
 
+// Never passed from a client: URL overrides that IIS, Symfony, Laravel and
+// others route by (a client could reach /admin through /public), and
+// HTTP2-Settings, which belongs to an h2c upgrade the gateway never makes
+// (RFC 9113 §3.2.1: connection-specific).
+bool is_untrusted(std::string_view n) {
+    switch (n.size()) {
+    case 14: return field_name_is(n, "x-original-url") || field_name_is(n, "x-original-uri") ||
+                    field_name_is(n, "http2-settings");
+    case 13: return field_name_is(n, "x-rewrite-url");
+    default: return false;
+    }
+}
+
 std::string_view trim_ows(std::string_view s) {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
     while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -77,7 +90,7 @@ size_t connection_tokens(const Request& r, std::string_view* out) {
 
 bool forwarded(std::string_view name, const std::vector<ProxyHeader>& set, const std::string_view* tokens,
                size_t ntokens) {
-    if (is_hop_by_hop(name)) return false;
+    if (is_hop_by_hop(name) || is_untrusted(name)) return false;
     for (const ProxyHeader& h : set)
         if (h.lower.size() == name.size() && field_name_is(name, h.lower)) return false;
     for (size_t i = 0; i < ntokens; ++i)
@@ -555,6 +568,9 @@ bool proxy_build_request(ProxyCtx& ctx) {
                       set[i].name.c_str());
             v = {};
         }
+        // An h2c upgrade is never passed on: the gateway speaks HTTP/1.1 to
+        // the upstream, and a switch would hand the client a raw tunnel.
+        if (set[i].lower == "upgrade" && has_token(v, "h2c")) v = {};
         values[i] = v;
         if (v.empty()) continue;
         if (set[i].lower == "authorization") ctx.sent_authorization = true;

@@ -584,11 +584,12 @@ TEST_F(Smuggling, ConnectUpgradeAndPipelining) {
          {200}, false, {"GET /h2c body=0"}, false, {"upgrade", "http2-settings"}},
         {"h2c upgrade on a WebSocket location",
          "RFC 9113 3.1: the h2c upgrade is deprecated; tunnelling it would hand the client a raw "
-         "connection to the origin past every location check. The origin here switches anyway: "
-         "502, and that upstream connection is dropped",
+         "connection to the origin past every location check. The proxy sends neither the h2c "
+         "Upgrade (proxy_set_header Upgrade $http_upgrade) nor HTTP2-Settings: the origin sees a "
+         "plain GET (this one answers 400 to a /ws request that does not upgrade)",
          "GET /wsl/ HTTP/1.1\r\n" HOST "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
          "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
-         {502}, false, {"GET /ws body=0"}},
+         {400}, false, {"GET /ws body=0"}, false, {"h2c", "http2-settings"}},
         {"an error, then a valid request", "RFC 9112 9.6 / 9.3.2: after a framing error nothing on the connection is read",
          bad + "GET /smuggled HTTP/1.1\r\n" HOST "\r\n", {400}, true, {}},
         {"a valid request, an error, a valid request", "RFC 9112 9.3.2: answered in order up to the error, then closed",
