@@ -351,6 +351,13 @@ void handle_head(ProxyCtx& ctx) {
         proxy_fail(ctx, kFtInvalidHeader, "upstream sent unexpected 101 while reading response header from upstream", 0);
         return;
     }
+    if (h.other_codings && h.body != ResponseHead::Body::None) {
+        // The body would reach the client re-framed but still gzip- (or
+        // deflate-) coded, with nothing saying so.
+        proxy_fail(ctx, kFtInvalidHeader,
+                   "upstream sent a transfer coding other than chunked while reading response header from upstream", 0);
+        return;
+    }
     uint32_t ft = proxy_status_failure(h.status);
     if (ft && proxy_retry_status(ctx, ft, h.status)) return;
     if (ctx.cache && proxy_cache_on_head(ctx)) {

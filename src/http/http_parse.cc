@@ -228,6 +228,7 @@ struct Framing {
     uint64_t content_length = 0;
     bool has_transfer_encoding = false;
     bool chunked = false;  // "chunked" seen; nothing may follow it
+    bool other_codings = false;  // gzip, deflate... (responses only)
     bool connection_close = false;
     bool connection_keep_alive = false;
     bool connection_upgrade = false;
@@ -250,6 +251,7 @@ bool add_transfer_codings(std::string_view value, bool request, Framing& framing
             return true;
         }
         if (request || !is_known_coding(coding)) return c.reject(501, "unknown transfer coding");
+        framing.other_codings = true;
         return true;
     });
 }
@@ -525,6 +527,7 @@ ParseResult finish_response(Cursor& c, const Framing& framing, bool request_was_
         return c.fail(502, "Content-Length with Transfer-Encoding");
     const bool no_body = request_was_head || out.status < 200 || out.status == 204 || out.status == 304;
     using Body = ResponseHead::Body;
+    out.other_codings = framing.other_codings;
     if (no_body) {
         out.body = Body::None;
     } else if (framing.has_transfer_encoding) {
@@ -612,6 +615,7 @@ void ResponseHead::reset() {
     body = Body::None;
     content_length = 0;
     keep_alive = false;
+    other_codings = false;
     error_reason = nullptr;
 }
 

@@ -91,6 +91,10 @@ struct ResponseHead {
     enum class Body : uint8_t { None, Length, Chunked, UntilClose } body = Body::None;
     uint64_t content_length = 0;
     bool keep_alive = false;
+    // A transfer coding besides chunked (gzip, deflate...): the body is still
+    // encoded once chunked is removed. A relay that re-frames the body cannot
+    // pass it on as is (nothing would tell the client about the coding).
+    bool other_codings = false;
     const char* error_reason = nullptr;
 
     void reset();

@@ -31,7 +31,8 @@
 //   /bad/NAME    a malformed response, on a connection kept open: status-line,
 //                cl-te (Content-Length and chunked), big-header (20 KiB header),
 //                bad-chunk, truncated (Content-Length 100, 10 bytes, close),
-//                extra (Content-Length 5, 10 bytes sent), two-cl (two lengths)
+//                extra (Content-Length 5, 10 bytes sent), two-cl (two lengths),
+//                gzip-chunked (Transfer-Encoding: gzip, chunked)
 // With --fail-status NNN every request but /stats is answered with that status.
 // --address listens on another IPv4 loopback address (127.0.0.2...: all of 127/8 is
 // loopback on Linux), so that origins on one port differ by address (DNS tests).
@@ -1103,6 +1104,9 @@ bool Connection::respond_bad(std::string_view name) {
         out = "HTTP/1.1 200 OK\r\n" + id + "Content-Length: 5\r\n\r\nhelloworld";
     } else if (name == "two-cl") {
         out = "HTTP/1.1 200 OK\r\n" + id + "Content-Length: 2\r\nContent-Length: 3\r\n\r\nok";
+    } else if (name == "gzip-chunked") {
+        // A transfer coding besides chunked: de-chunked, the body is still gzip.
+        out = "HTTP/1.1 200 OK\r\n" + id + "Transfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
     } else {
         return false;
     }

@@ -585,6 +585,9 @@ TEST_F(HttpParseResponse, Chunked) {
     EXPECT_EQ(head.reason, "Not Found");
     EXPECT_EQ(head.body, ResponseHead::Body::Chunked);
     EXPECT_TRUE(head.keep_alive);
+    EXPECT_TRUE(head.other_codings);  // still gzip once de-chunked
+    ASSERT_EQ(response_outcome("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", head), 0);
+    EXPECT_FALSE(head.other_codings);
 }
 
 TEST_F(HttpParseResponse, UntilClose) {
