@@ -213,7 +213,15 @@ bool read_prefix(Request& r, const hc::Hit& hit, StoredPrefix& prefix, std::stri
 std::span<const Header> headers_of(const StoredResponse& s) { return {s.headers, s.header_count}; }
 
 // A head blob: the prefix, then `text`.
-std::string_view make_head(Request& r, const StoredPrefix& prefix, std::string_view text) {
+std::string_view make_head(Request& r, StoredKind kind, int status, const cache::EntryPolicy& policy,
+                           std::string_view text, uint32_t line_count) {
+    StoredPrefix prefix{};
+    prefix.magic = kStoredMagic;
+    prefix.kind = kind;
+    prefix.status = status;
+    prefix.text_size = uint32_t(text.size());
+    prefix.line_count = line_count;
+    prefix.policy = policy;
     size_t n = sizeof prefix + text.size();
     char* out = static_cast<char*>(r.arena()->allocate(n, 1));
     memcpy(out, &prefix, sizeof prefix);
@@ -271,19 +279,30 @@ std::string_view header_lines(Request& r, std::span<const Header> headers, int64
 
 // ---- lookup ----
 
-std::string_view variant_key(Request& r, std::string_view key, std::string_view vary_names) {
-    // The record's text is a Vary field value: parse it as a one-line Vary.
-    Header line{"Vary", vary_names};
-    cache::VaryFields vary = cache::parse_vary(std::span<const Header>(&line, 1));
-    char buf[kMaxVaryKey];
-    size_t n = cache::vary_key(vary, r.head().headers, std::span<char>(buf, sizeof buf));
-    if (n == SIZE_MAX) return {};
-    size_t total = key.size() + 1 + n;
+// "KEY\0SUFFIX" in the arena: a variant's key (SUFFIX its vary_key), or with
+// an empty SUFFIX the prefix every variant of KEY starts with (no key
+// contains a NUL: request targets and header values never do).
+std::string_view key_and(Request& r, std::string_view key, std::string_view suffix) {
+    size_t total = key.size() + 1 + suffix.size();
     char* out = static_cast<char*>(r.arena()->allocate(total, 1));
     memcpy(out, key.data(), key.size());
     out[key.size()] = '\0';
-    memcpy(out + key.size() + 1, buf, n);
+    if (!suffix.empty()) memcpy(out + key.size() + 1, suffix.data(), suffix.size());
     return {out, total};
+}
+
+// The key of the request's variant, or an empty view when it has none.
+std::string_view variant_key(Request& r, std::string_view key, const cache::VaryFields& vary) {
+    char buf[kMaxVaryKey];
+    size_t n = cache::vary_key(vary, r.head().headers, std::span<char>(buf, sizeof buf));
+    if (n == SIZE_MAX) return {};
+    return key_and(r, key, {buf, n});
+}
+
+// The same for a Vary record's text, a Vary field value.
+std::string_view variant_key(Request& r, std::string_view key, std::string_view vary_names) {
+    Header line{"Vary", vary_names};
+    return variant_key(r, key, cache::parse_vary(std::span<const Header>(&line, 1)));
 }
 
 // Finds the entry for the request (through its Vary record) and parses it;
@@ -394,11 +413,8 @@ void store_vary_record(ProxyCacheCtx& c, const cache::VaryFields& vary, int64_t 
         memcpy(p, vary.names[i].data(), vary.names[i].size());
         p += vary.names[i].size();
     }
-    StoredPrefix prefix{};
-    prefix.magic = kStoredMagic;
-    prefix.kind = StoredKind::VaryRecord;
-    prefix.text_size = uint32_t(p - names);
-    hc::Fill f = c.store->begin_fill(c.key, make_head(r, prefix, {names, size_t(p - names)}), 0, now_ms);
+    std::string_view head = make_head(r, StoredKind::VaryRecord, 0, {}, {names, size_t(p - names)}, 0);
+    hc::Fill f = c.store->begin_fill(c.key, head, 0, now_ms);
     if (f) f.commit({}, now_ms);
 }
 
@@ -422,28 +438,20 @@ void begin_storing(ProxyCtx& ctx) {
     c.entry_key = c.key;
     if (info.has_vary && !(pol.ignore_headers & cache::kIgnoreVary)) {
         cache::VaryFields vary = cache::parse_vary(headers);
-        char buf[kMaxVaryKey];
-        size_t n = cache::vary_key(vary, r.head().headers, std::span<char>(buf, sizeof buf));
-        if (n == SIZE_MAX) return;
+        std::string_view vk = variant_key(r, c.key, vary);
+        if (vk.empty()) return;
         store_vary_record(c, vary, now_ms);
-        char* k = static_cast<char*>(r.arena()->allocate(c.key.size() + 1 + n, 1));
-        memcpy(k, c.key.data(), c.key.size());
-        k[c.key.size()] = '\0';
-        memcpy(k + c.key.size() + 1, buf, n);
-        c.entry_key = {k, c.key.size() + 1 + n};
+        c.entry_key = vk;
     }
-    StoredPrefix prefix{};
-    prefix.magic = kStoredMagic;
-    prefix.kind = StoredKind::Response;
-    prefix.status = h.status;
-    prefix.policy = cache::make_entry_policy(info, pol, c.request_time, now);
-    std::string_view text = header_lines(r, headers, info.date < 0 ? prefix.policy.date : -1, prefix.line_count);
-    prefix.text_size = uint32_t(text.size());
+    const cache::EntryPolicy policy = cache::make_entry_policy(info, pol, c.request_time, now);
+    uint32_t lines = 0;
+    std::string_view text = header_lines(r, headers, info.date < 0 ? policy.date : -1, lines);
     const uint64_t expected = h.body == ResponseHead::Body::Length ? h.content_length
                               : h.body == ResponseHead::Body::None ? 0
                                                                    : UINT64_MAX;
-    c.fill = c.store->begin_fill(c.entry_key, make_head(r, prefix, text), expected, now_ms);
-    c.pending_policy = prefix.policy;
+    c.fill = c.store->begin_fill(c.entry_key, make_head(r, StoredKind::Response, h.status, policy, text, lines),
+                                 expected, now_ms);
+    c.pending_policy = policy;
     if (!c.fill) {
         log_error(LogLevel::Info, "proxy_cache: \"%.*s\" is not stored (larger than max_object, or no space)",
                   int(c.key.size()), c.key.data());
@@ -486,14 +494,8 @@ void revalidated(ProxyCtx& ctx) {
     split_lines(r, text, lines, c.stored);
     if (!ctx.sink) c.status = UpstreamCacheStatus::Revalidated;  // a background refresh logs what the client got
     if (cache::storability(fill_request_info(ctx), info, pol, now) == cache::StoreVerdict::Store) {
-        StoredPrefix prefix{};
-        prefix.magic = kStoredMagic;
-        prefix.kind = StoredKind::Response;
-        prefix.status = c.stored.status;
-        prefix.policy = policy;
-        prefix.text_size = uint32_t(text.size());
-        prefix.line_count = lines;
-        hc::Fill f = c.store->begin_fill(c.entry_key, make_head(r, prefix, text), c.hit.body_size(), now_ms);
+        std::string_view head = make_head(r, StoredKind::Response, c.stored.status, policy, text, lines);
+        hc::Fill f = c.store->begin_fill(c.entry_key, head, c.hit.body_size(), now_ms);
         if (f && f.append_body_from(c.hit)) f.commit(meta_for(policy), now_ms);
     } else {
         // The 304 made it unstorable (no-store, private...): this client
@@ -506,13 +508,10 @@ void revalidated(ProxyCtx& ctx) {
 
 // ---- invalidation (§4.4) ----
 
-void remove_key_and_variants(ProxyCacheCtx& c, std::string_view key) {
-    Request& r = *c.proxy->r;
-    c.store->remove(key);
-    char* k = static_cast<char*>(r.arena()->allocate(key.size() + 1, 1));
-    memcpy(k, key.data(), key.size());
-    k[key.size()] = '\0';
-    c.store->remove_prefix({k, key.size() + 1});
+// The entries removed.
+size_t remove_key_and_variants(ProxyCacheCtx& c, std::string_view key) {
+    size_t removed = c.store->remove(key) ? 1 : 0;
+    return removed + c.store->remove_prefix(key_and(*c.proxy->r, key, {}));
 }
 
 void invalidate(ProxyCtx& ctx, int status) {
@@ -552,12 +551,7 @@ void purge(ProxyCtx& ctx) {
     if (!c.key.empty() && c.key.back() == '*') {
         removed = c.store->remove_prefix(c.key.substr(0, c.key.size() - 1));
     } else {
-        removed = c.store->remove(c.key) ? 1 : 0;
-        Request& r = *ctx.r;
-        char* k = static_cast<char*>(r.arena()->allocate(c.key.size() + 1, 1));
-        memcpy(k, c.key.data(), c.key.size());
-        k[c.key.size()] = '\0';
-        removed += c.store->remove_prefix({k, c.key.size() + 1});
+        removed = remove_key_and_variants(c, c.key);
     }
     log_error(LogLevel::Info, "proxy_cache: PURGE \"%.*s\" removed %zu entries", int(c.key.size()), c.key.data(),
               removed);
@@ -740,26 +734,22 @@ bool proxy_cache_skips_request_header(const ProxyCtx& ctx, std::string_view name
     return false;
 }
 
-size_t proxy_cache_request_headers_size(const ProxyCtx& ctx) {
+std::string_view proxy_cache_request_headers(const ProxyCtx& ctx) {
     const ProxyCacheCtx& c = *ctx.cache;
-    if (!c.revalidating || !c.have_stored) return 0;
+    if (!c.revalidating || !c.have_stored) return {};
     cache::ResponseCacheInfo info =
         cache::parse_response_cache_info(c.stored.status, headers_of(c.stored), c.conf->policy);
     cache::Validators v = cache::conditional_request_validators(info);
-    size_t n = 0;
-    if (!v.if_none_match.empty()) n += 17 + v.if_none_match.size();  // "If-None-Match: " value CRLF
-    if (!v.if_modified_since.empty()) n += 21 + v.if_modified_since.size();
-    return n;
-}
-
-std::string_view proxy_cache_request_headers(const ProxyCtx& ctx, char* buf, size_t size) {
-    const ProxyCacheCtx& c = *ctx.cache;
-    cache::ResponseCacheInfo info =
-        cache::parse_response_cache_info(c.stored.status, headers_of(c.stored), c.conf->policy);
-    cache::Validators v = cache::conditional_request_validators(info);
-    char* p = buf;
+    constexpr std::string_view kIfNoneMatch = "If-None-Match: ", kIfModifiedSince = "If-Modified-Since: ";
+    auto line_size = [](std::string_view name, std::string_view value) {
+        return value.empty() ? 0 : name.size() + value.size() + 2;
+    };
+    size_t size = line_size(kIfNoneMatch, v.if_none_match) + line_size(kIfModifiedSince, v.if_modified_since);
+    if (size == 0) return {};
+    char* out = static_cast<char*>(ctx.r->arena()->allocate(size, 1));
+    char* p = out;
     auto put = [&](std::string_view name, std::string_view value) {
-        if (value.empty() || size_t(p - buf) + name.size() + value.size() + 2 > size) return;
+        if (value.empty()) return;
         memcpy(p, name.data(), name.size());
         p += name.size();
         memcpy(p, value.data(), value.size());
@@ -767,9 +757,9 @@ std::string_view proxy_cache_request_headers(const ProxyCtx& ctx, char* buf, siz
         *p++ = '\r';
         *p++ = '\n';
     };
-    put("If-None-Match: ", v.if_none_match);
-    put("If-Modified-Since: ", v.if_modified_since);
-    return {buf, size_t(p - buf)};
+    put(kIfNoneMatch, v.if_none_match);
+    put(kIfModifiedSince, v.if_modified_since);
+    return {out, size};
 }
 
 std::string_view proxy_cache_upstream_method(const ProxyCtx& ctx, std::string_view method) {

@@ -183,9 +183,8 @@ CacheStart proxy_cache_start(ProxyCtx& ctx);
 // whole response and answers conditionals itself), and headers that would
 // change a cacheable response without being in its key.
 bool proxy_cache_skips_request_header(const ProxyCtx& ctx, std::string_view name);
-// Validators of a revalidation: up to two header lines, in `buf`.
-std::string_view proxy_cache_request_headers(const ProxyCtx& ctx, char* buf, size_t size);
-size_t proxy_cache_request_headers_size(const ProxyCtx& ctx);
+// Validators of a revalidation: up to two header lines (in the arena), or empty.
+std::string_view proxy_cache_request_headers(const ProxyCtx& ctx);
 // The method sent upstream (GET for a HEAD that fills the cache).
 std::string_view proxy_cache_upstream_method(const ProxyCtx& ctx, std::string_view method);
 

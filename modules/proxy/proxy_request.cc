@@ -593,8 +593,8 @@ bool proxy_build_request(ProxyCtx& ctx) {
         framing = "Transfer-Encoding: chunked\r\n";
     }
     total += framing.size();
-    const size_t cache_extra = ctx.cache ? proxy_cache_request_headers_size(ctx) : 0;
-    total += cache_extra;
+    const std::string_view cache_extra = ctx.cache ? proxy_cache_request_headers(ctx) : std::string_view();
+    total += cache_extra.size();
 
     std::string_view tokens[kMaxConnectionTokens];
     size_t ntokens = 0;
@@ -620,7 +620,7 @@ bool proxy_build_request(ProxyCtx& ctx) {
     for (size_t i = 0; i < set.size(); ++i)
         if (!values[i].empty()) p = put_header(p, set[i].name, values[i]);
     p = put(p, framing);
-    if (cache_extra) p += proxy_cache_request_headers(ctx, p, cache_extra).size();
+    p = put(p, cache_extra);
     for (size_t i = 0; i < npass; ++i) p = put_header(p, pass[i]->name, pass[i]->value);
     *p++ = '\r';
     *p++ = '\n';
