@@ -651,6 +651,15 @@ CacheStart decide(ProxyCtx& ctx) {
     }
     Lock lock = lock_acquire(c, now_ms);
     if (lock == Lock::Busy && *c.conf->lock && !bypass) return wait_for_fill(ctx, now_ms);
+    // A fill may have been committed (and its lock released) between the
+    // lookup above and taking the lock: look again before going upstream.
+    if (lock == Lock::Acquired && c.decision == CacheDecision::Miss) {
+        find_entry(c, now_ms);
+        if (c.have_stored) {
+            lock_release(c);
+            return decide(ctx);
+        }
+    }
     c.revalidating = c.decision == CacheDecision::Revalidate;
     return forward(ctx, true);
 }
