@@ -80,8 +80,6 @@ std::string tls_error_text(SSL* ssl, unsigned long err) {
 
 }  // namespace
 
-void SslCtxFree::operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
-
 bool parse_key_url(std::string_view text, KeyUrl& url, std::string& error) {
     url = KeyUrl{};
     url.text = text;

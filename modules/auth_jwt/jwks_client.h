@@ -3,6 +3,8 @@
 // master at configuration load), with a deadline, a bounded response, status
 // 200 only, and for https the certificate chain and host name verified.
 #pragma once
+#include "event/tls.h"
+
 #include <openssl/types.h>
 #include <sys/socket.h>
 
@@ -42,10 +44,7 @@ bool parse_key_url(std::string_view text, KeyUrl& url, std::string& error);
 // getaddrinfo(): configuration time only.
 bool resolve_key_url(KeyUrl& url, std::string& error);
 
-struct SslCtxFree {
-    void operator()(SSL_CTX* c) const;
-};
-using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxFree>;
+using SslCtxPtr = tls::SslCtxPtr;
 
 // A client context that verifies the peer: against `ca_file` when given,
 // else the system's default trust store.
