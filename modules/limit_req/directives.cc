@@ -192,6 +192,14 @@ bool set_status(ConfContext& cx, void* conf) {
     return true;
 }
 
+// Notes whether any level turns the headers on: without it, responses
+// skip the module's header filter.
+bool set_headers(ConfContext& cx, void* conf) {
+    if (!set_flag<&LimitLocConf::headers>(cx, conf)) return false;
+    if (*static_cast<LimitLocConf*>(conf)->headers) main_conf(cx).headers_used = true;
+    return true;
+}
+
 const EnumEntry kLogLevels[] = {
     {"info", int(LogLevel::Info)},
     {"notice", int(LogLevel::Notice)},
@@ -207,7 +215,7 @@ const Directive kDirectives[] = {
     {"limit_req_log_level", kHttpAnyContext, Args(1), ConfLevel::Location,
      set_enum<&LimitLocConf::log_level, kLogLevels>, kLogLevels},
     {"limit_req_dry_run", kHttpAnyContext, Args(1), ConfLevel::Location, set_flag<&LimitLocConf::dry_run>},
-    {"limit_req_headers", kHttpAnyContext, Args(1), ConfLevel::Location, set_flag<&LimitLocConf::headers>},
+    {"limit_req_headers", kHttpAnyContext, Args(1), ConfLevel::Location, set_headers},
 };
 
 std::unique_ptr<ModuleConf> create_main_conf() {
@@ -278,7 +286,7 @@ bool postconfiguration(ConfContext& cx, http::HttpPhases& phases) {
         return cx.error("the duplicate \"limit_req_status\" variable");
     phases.add(http::Phase::Preaccess, preaccess_handler);
     phases.add(http::Phase::Precontent, postaccess_handler);
-    phases.add_header_filter(add_headers);
+    if (mc.headers_used) phases.add_header_filter(add_headers);
     return true;
 }
 

@@ -62,6 +62,7 @@ struct LimitLevel {
 struct LimitMainConf : ModuleConf {
     std::vector<std::unique_ptr<Zone>> zones;
     std::vector<std::unique_ptr<LimitLevel>> levels;  // every level's limits, resolved together
+    bool headers_used = false;                         // limit_req_headers on, somewhere
 };
 
 struct LimitLocConf : ModuleConf {

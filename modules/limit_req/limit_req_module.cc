@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "core/str.h"
+#include "event/loop_clock.h"
 #include "event/worker.h"
 #include "http/http_request.h"
 #include "limit_req.h"
@@ -49,6 +50,7 @@ struct RequestState {
     Outcome outcome = Outcome::None;
     bool timer_armed = false;
     size_t count = 0;
+    size_t deferred = 0;             // results waiting for the Access phase
     LimitResult* results = nullptr;  // [count]
     event* timer = nullptr;          // the delay
 };
@@ -101,7 +103,6 @@ void record_outcome(Request&, RequestState& st, Outcome o) {
 // so the final response still gets the headers and the limits are not
 // applied a second time (nginx applies limit_req once per request).
 RequestState* state_of(Request& r) {
-    if (auto* st = static_cast<RequestState*>(r.module_ctx(limit_req_module))) return st;
     if (state_variable < 0 || r.var_state[state_variable] != 1) return nullptr;
     std::string_view v = r.var_cache[state_variable];
     if (v.size() != sizeof(RequestState)) return nullptr;
@@ -122,11 +123,8 @@ RequestState* new_state(Request& r, const LimitLocConf& c) {
     st->r = &r;
     st->conf = &c;
     st->count = c.level->limits.size();
-    st->results = static_cast<LimitResult*>(r.arena()->allocate(sizeof(LimitResult) * st->count, alignof(LimitResult)));
-    for (size_t i = 0; i < st->count; ++i) {
-        new (&st->results[i]) LimitResult;
-        st->results[i].limit = &c.level->limits[i];
-    }
+    st->results = r.make_array<LimitResult>(st->count);
+    for (size_t i = 0; i < st->count; ++i) st->results[i].limit = &c.level->limits[i];
     r.set_module_ctx(limit_req_module, st);
     http::set_variable(r, state_variable, {reinterpret_cast<const char*>(st), sizeof(RequestState)});
     return st;
@@ -147,9 +145,9 @@ void log_limit(Request& r, LogLevel level, const char* what, bool dry_run, const
               std::string(r.remote_addr()).c_str());
 }
 
-void warn_evictions(Zone& z, uint64_t now_ns) {
+void warn_evictions(Zone& z, uint64_t now_ms) {
     uint64_t count = 0;
-    if (!z.table.eviction_warning_due(int64_t(now_ns / kNsPerMs), kEvictionWarningIntervalMs, count)) return;
+    if (!z.table.eviction_warning_due(int64_t(now_ms), kEvictionWarningIntervalMs, count)) return;
     SLUICE_LOG(LogLevel::Warn,
                "limit_req zone \"%s\" is full: %llu least recently used entries evicted since the last warning; "
                "a larger zone keeps more keys",
@@ -159,14 +157,17 @@ void warn_evictions(Zone& z, uint64_t now_ns) {
 // ---- deciding ----
 
 // The key's word in its zone, or null for an empty key (not limited).
+// The slot's age for the LRU needs no more than the loop's millisecond
+// (CLOCK_MONOTONIC_COARSE, the clock's own epoch): the decision alone
+// reads the clock.
 uint64_t* word_of(Request& r, const Limit& l) {
     Zone& z = *l.zone;
     std::string_view key = z.key.eval(r);
     if (key.empty()) return nullptr;
-    uint64_t now = monotonic_ns();
+    uint64_t now_ms = uint64_t(LoopClock::monotonic_msec());
     bool evicted = false;
-    Slot& slot = z.table.acquire(hash_key(z.secret, key), now / kNsPerMs, evicted);
-    if (evicted) warn_evictions(z, now);
+    Slot& slot = z.table.acquire(hash_key(z.secret, key), now_ms, evicted);
+    if (evicted) warn_evictions(z, now_ms);
     return &slot.state;
 }
 
@@ -193,6 +194,7 @@ size_t gather(Request& r, RequestState& st, bool after_access, Pending* out) {
         uint64_t* word = word_of(r, *res.limit);
         if (!word) {
             res.deferred = !after_access;
+            st.deferred += res.deferred;
             continue;
         }
         out[n++] = {&res, word};
@@ -398,15 +400,14 @@ Next preaccess_handler(Request& r) {
 // of the key that were "not found" then are computed again.
 Next postaccess_handler(Request& r) {
     auto* st = static_cast<RequestState*>(r.module_ctx(limit_req_module));
-    if (!st) return Next::Continue;
-    bool any = false;
+    if (!st || st->deferred == 0) return Next::Continue;
+    st->deferred = 0;
     for (size_t i = 0; i < st->count; ++i) {
         if (!st->results[i].deferred) continue;
-        any = true;
         for (int idx : st->results[i].limit->zone->key_variables)
             if (r.var_state[idx] == 2 || (r.var_state[idx] == 1 && r.var_cache[idx].empty())) r.var_state[idx] = 0;
     }
-    return any ? apply(r, *st, true) : Next::Continue;
+    return apply(r, *st, true);
 }
 
 bool add_headers(Request& r) {

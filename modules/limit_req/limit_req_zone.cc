@@ -37,7 +37,7 @@ Decision decide_gcra(const LimitParams& p, uint64_t tat, uint64_t now) {
     const uint64_t t = p.interval_ns;
     Decision d;
     uint64_t debt = tat > now ? tat - now : 0;
-    uint64_t burst_ns = saturating_mul(p.burst, t);
+    const uint64_t burst_ns = p.burst_ns;
     // (a 128-bit division is a library call: most requests owe nothing)
     d.excess_milli = debt == 0 ? 0 : debt <= kMax / 1000 ? debt * 1000 / t : uint64_t(u128(debt) * 1000 / t);
     if (debt > saturating_add(burst_ns, kResolutionNs)) {
@@ -47,8 +47,7 @@ Decision decide_gcra(const LimitParams& p, uint64_t tat, uint64_t now) {
         return d;
     }
     d.new_state = saturating_add(std::max(tat, now), t);
-    uint64_t free_ns = saturating_mul(p.free_burst, t);
-    uint64_t delay = debt > free_ns ? debt - free_ns : 0;
+    uint64_t delay = debt > p.free_burst_ns ? debt - p.free_burst_ns : 0;
     // Below the accounting resolution a timer would cost more than it shapes.
     if (delay >= kResolutionNs) {
         d.verdict = Verdict::Delay;
@@ -117,7 +116,9 @@ uint64_t sliding_wait(const WindowView& v, uint64_t period, uint64_t limit) {
     return y < period ? left + y : left + period;
 }
 
-Decision decide_sliding(const LimitParams& p, uint64_t state, uint64_t now) {
+// Not inlined into decide(): its 128-bit arithmetic would make every GCRA
+// decision save and restore registers it never uses.
+[[gnu::noinline]] Decision decide_sliding(const LimitParams& p, uint64_t state, uint64_t now) {
     const uint64_t period = p.period_ns;
     const uint64_t limit = std::min(saturating_add(p.rate, p.burst), kMaxWindowCount);
     Decision d;
@@ -162,6 +163,21 @@ Decision decide_sliding(const LimitParams& p, uint64_t state, uint64_t now) {
     v2 = sip_rotl(v2, 32);
 }
 
+// The last n < 8 bytes as a little-endian word (SipHash's tail) in a few
+// loads that may overlap instead of one load per byte: keys are short
+// ($binary_remote_addr is 4 bytes), so the tail is most of the input.
+[[gnu::always_inline]] inline uint64_t tail_word(const char* p, size_t n) {
+    if (n >= 4) {
+        uint32_t lo, hi;
+        memcpy(&lo, p, 4);
+        memcpy(&hi, p + n - 4, 4);
+        return uint64_t(lo) | (uint64_t(hi) << (8 * (n - 4)));
+    }
+    if (n == 0) return 0;
+    const auto* b = reinterpret_cast<const uint8_t*>(p);
+    return uint64_t(b[0]) | (uint64_t(b[n / 2]) << (8 * (n / 2))) | (uint64_t(b[n - 1]) << (8 * (n - 1)));
+}
+
 }  // namespace
 
 LimitParams make_params(Algorithm a, uint64_t rate, uint64_t period_ns, uint64_t burst, uint64_t free_burst) {
@@ -174,6 +190,8 @@ LimitParams make_params(Algorithm a, uint64_t rate, uint64_t period_ns, uint64_t
     p.interval_ns = std::max<uint64_t>(ceil_div(period_ns, p.rate), 1);
     p.burst = burst;
     p.free_burst = free_burst;
+    p.burst_ns = saturating_mul(burst, p.interval_ns);
+    p.free_burst_ns = saturating_mul(free_burst, p.interval_ns);
     return p;
 }
 
@@ -217,18 +235,7 @@ uint64_t hash_key(const uint64_t secret[2], std::string_view key) {
         sip_round(v0, v1, v2, v3);
         v0 ^= m;
     }
-    uint64_t b = uint64_t(n) << 56;
-    const auto* tail = reinterpret_cast<const uint8_t*>(p + full);
-    switch (n & 7) {  // the last n % 8 bytes, little-endian (SipHash's reference tail)
-        case 7: b |= uint64_t(tail[6]) << 48; [[fallthrough]];
-        case 6: b |= uint64_t(tail[5]) << 40; [[fallthrough]];
-        case 5: b |= uint64_t(tail[4]) << 32; [[fallthrough]];
-        case 4: b |= uint64_t(tail[3]) << 24; [[fallthrough]];
-        case 3: b |= uint64_t(tail[2]) << 16; [[fallthrough]];
-        case 2: b |= uint64_t(tail[1]) << 8; [[fallthrough]];
-        case 1: b |= uint64_t(tail[0]); break;
-        case 0: break;
-    }
+    uint64_t b = (uint64_t(n) << 56) | tail_word(p + full, n & 7);
     v3 ^= b;
     sip_round(v0, v1, v2, v3);
     v0 ^= b;
@@ -261,10 +268,6 @@ void Table::format(uint64_t key_id, uint64_t interval_ns, const uint64_t secret[
 
 bool Table::formatted() const {
     return atomic(header_->magic).load(std::memory_order_acquire) == kZoneMagic && header_->capacity == capacity_;
-}
-
-size_t Table::home_of(uint64_t hash) const {
-    return size_t((u128(hash) * capacity_) >> 64);
 }
 
 Slot* Table::find(uint64_t hash, size_t home, size_t& empty, size_t& oldest) const {
@@ -306,15 +309,14 @@ Slot* Table::claim(Slot& s, uint64_t expected_key, uint64_t hash, uint64_t now_m
     return &s;
 }
 
-Slot& Table::acquire(uint64_t hash, uint64_t now_ms, bool& evicted) {
+Slot& Table::probe(uint64_t hash, uint64_t now_ms, bool& evicted) {
     evicted = false;
     const size_t home = home_of(hash);
     // Each failed attempt means another worker claimed a slot of this window.
     for (int attempt = 0; attempt < 16; ++attempt) {
         size_t empty, oldest;
         if (Slot* s = find(hash, home, empty, oldest)) {
-            auto seen = atomic(s->last_seen);
-            if (seen.load(std::memory_order_relaxed) != now_ms) seen.store(now_ms, std::memory_order_relaxed);
+            touch(*s, now_ms);
             return *s;
         }
         size_t idx = empty < capacity_ ? empty : oldest;

@@ -36,6 +36,10 @@ struct LimitParams {
     uint64_t rate = 1;                 // requests per period
     uint64_t burst = 0;                // requests above the rate that are not rejected
     uint64_t free_burst = 0;           // of those, how many are not delayed (nodelay: all, delay=N: N)
+    // GCRA: burst and free_burst as time (intervals), saturated; computed
+    // once here instead of with 128-bit products on every request.
+    uint64_t burst_ns = 0;
+    uint64_t free_burst_ns = 0;
 };
 
 // Builds the parameters of `rate` requests per `period_ns`.
@@ -143,14 +147,26 @@ public:
 
     // The key's slot: found, or claimed (an empty slot of the probe window,
     // else the least recently used one, counted as an eviction). Never null.
-    Slot& acquire(uint64_t hash, uint64_t now_ms, bool& evicted);
+    // Most keys sit in their home slot: that one is looked at inline.
+    Slot& acquire(uint64_t hash, uint64_t now_ms, bool& evicted) {
+        Slot& home = slots_[home_of(hash)];
+        if (atomic(home.key).load(std::memory_order_acquire) != hash) return probe(hash, now_ms, evicted);
+        evicted = false;
+        touch(home, now_ms);
+        return home;
+    }
 
     // The eviction warning: true for one caller per `interval_ms` when there
     // were evictions since the last warning; `count` is how many.
     bool eviction_warning_due(int64_t now_ms, int64_t interval_ms, uint64_t& count);
 
 private:
-    size_t home_of(uint64_t hash) const;
+    size_t home_of(uint64_t hash) const { return size_t((static_cast<unsigned __int128>(hash) * capacity_) >> 64); }
+    static void touch(Slot& s, uint64_t now_ms) {
+        auto seen = atomic(s.last_seen);
+        if (seen.load(std::memory_order_relaxed) != now_ms) seen.store(now_ms, std::memory_order_relaxed);
+    }
+    Slot& probe(uint64_t hash, uint64_t now_ms, bool& evicted);
     Slot* find(uint64_t hash, size_t home, size_t& empty, size_t& oldest) const;
     Slot* claim(Slot& slot, uint64_t expected_key, uint64_t hash, uint64_t now_ms);
 

@@ -107,6 +107,11 @@ public:
         void* p = arena_->alloc(sizeof(T), alignof(T));
         return new (p) T(std::forward<A>(a)...);  // arena objects are never destroyed: keep them trivial
     }
+    template <class T> T* make_array(size_t n) {
+        T* a = static_cast<T*>(arena_->alloc(sizeof(T) * n, alignof(T)));
+        for (size_t i = 0; i < n; ++i) new (&a[i]) T();
+        return a;
+    }
 
     // Runs fn(arg) when the request is destroyed (close a file, release a
     // zone entry). Cleanups run in reverse order of registration.

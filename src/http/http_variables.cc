@@ -163,6 +163,7 @@ bool is_name_char(char c) {
 bool ComplexValue::compile(ConfContext& cx, std::string_view text) {
     source_ = text;
     parts_.clear();
+    single_variable_ = -1;
     auto& vars = current_main_conf(cx).variables;
     std::string literal;
     size_t i = 0;
@@ -196,14 +197,12 @@ bool ComplexValue::compile(ConfContext& cx, std::string_view text) {
         parts_.push_back({{}, idx});
     }
     if (!literal.empty() || parts_.empty()) parts_.push_back({std::move(literal), -1});
+    if (parts_.size() == 1) single_variable_ = parts_[0].variable;
     return true;
 }
 
-std::string_view ComplexValue::eval(Request& r) const {
-    if (parts_.size() == 1) {
-        if (parts_[0].variable < 0) return parts_[0].text;
-        return r.var(parts_[0].variable);
-    }
+std::string_view ComplexValue::eval_parts(Request& r) const {
+    if (parts_.size() == 1) return parts_[0].text;  // a constant (a single variable never gets here)
     std::string_view values[16];
     size_t total = 0, n = parts_.size();
     std::string_view* vals = n <= 16 ? values

@@ -95,14 +95,21 @@ public:
     std::string_view constant() const { return parts_.empty() ? std::string_view() : std::string_view(parts_[0].text); }
     const std::string& source() const { return source_; }
     // The value lives in the request's arena (or configuration memory when constant).
-    std::string_view eval(Request&) const;
+    // A value that is one variable and nothing else ("$binary_remote_addr",
+    // a common key) is that variable's value as it is: no call, no copy.
+    std::string_view eval(Request& r) const {
+        return single_variable_ >= 0 ? variable_value(r, single_variable_) : eval_parts(r);
+    }
 
 private:
+    std::string_view eval_parts(Request&) const;
+
     struct Part {
         std::string text;   // literal, when variable < 0
         int variable = -1;  // index in Variables; capture numbers are variables "1".."9"
     };
     std::vector<Part> parts_;
+    int single_variable_ = -1;  // the only part, when it is a variable
     std::string source_;
 };
 
