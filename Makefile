@@ -50,7 +50,7 @@ $(BUILDDIR)/unit_tests: $(UNIT_OBJS) $(OBJS) $(MODULES_OBJ)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LIBS) $(TEST_LIBS)
 
 $(BUILDDIR)/integration_tests: $(INTEGRATION_OBJS)
-	$(CXX) $(LDFLAGS) -o $@ $^ $(TEST_LIBS)
+	$(CXX) $(LDFLAGS) -o $@ $^ $(TEST_LIBS) -lz
 
 $(BUILDDIR)/test_upstream: $(BUILDDIR)/t/lib/test_upstream.o
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LIBS)

@@ -382,6 +382,7 @@ void serve_stored(ProxyCtx& ctx) {
     if (!not_modified)
         c.hit.body_spans(0, c.hit.body_size(), [&](const char* p, size_t n) { chain->bufs.push_back({{p, n}}); });
     chain->last = true;
+    chain->stable = true;  // the pin lasts as long as the request
     r.send_body(*chain);
 }
 

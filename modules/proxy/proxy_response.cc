@@ -181,6 +181,7 @@ bool relay_data(ProxyCtx& ctx, const char* p, size_t n) {
     BodyChain& chain = *ctx.chain;
     chain.bufs.clear();
     chain.last = false;
+    chain.flush = !*ctx.conf->buffering;  // as nginx's unbuffered relay flushes each read
     bool bad_chunk = false;
     using Body = ResponseHead::Body;
     switch (ctx.resp->body) {

@@ -371,12 +371,32 @@ bool Request::send_body(BodyChain& chain) {
         // HEAD, 204, 304: the body is not sent; the producer still finishes.
         return conn_.flush();
     }
-    for (BodyFilter f : main_->phases.body_filters) {
-        if (!f(*this, chain)) {
-            conn_.close();
-            return false;
+    if (filter_body_) return send_filtered_body(chain);
+    queue_body(chain);
+    return conn_.flush();
+}
+
+// A filter holding input is called again at once while the socket takes
+// everything (no drain event would come), else from output_drained().
+bool Request::send_filtered_body(BodyChain& chain) {
+    for (;;) {
+        body_held_ = false;
+        for (BodyFilter f : main_->phases.body_filters) {
+            if (!f(*this, chain)) {
+                conn_.close();
+                return false;
+            }
         }
+        queue_body(chain);
+        if (!conn_.flush()) return false;
+        if (!body_held_ || conn_.pending() > 0) return true;
+        chain.bufs.clear();
+        chain.last = false;
+        chain.flush = false;
     }
+}
+
+void Request::queue_body(const BodyChain& chain) {
     uint64_t size = chain.size();
     if (chunked_ && size > 0) {
         char* line = static_cast<char*>(arena_->alloc(20, 1));
@@ -393,7 +413,6 @@ bool Request::send_body(BodyChain& chain) {
         if (chunked_) conn_.queue("0\r\n\r\n");
         body_done_ = true;
     }
-    return conn_.flush();
 }
 
 void Request::send_response(int status, std::string_view content_type, std::string_view body) {
@@ -404,6 +423,7 @@ void Request::send_response(int status, std::string_view content_type, std::stri
     BodyChain chain(arena_);
     if (!body.empty()) chain.bufs.push_back({body});
     chain.last = true;
+    chain.stable = true;  // the caller's body outlives the request's output anyway
     send_body(chain);
 }
 
@@ -480,6 +500,11 @@ void Request::finalize(int status) {
         } else {
             send_response(status, {}, {});
         }
+    } else if (!body_done_ && body_held_) {
+        // The producer is done; a body filter finishes the body as the
+        // client takes it (output_drained), then the request completes.
+        finalized_ = true;
+        return;
     } else if (!body_done_) {
         // The producer stopped before the end of the body: the client can
         // tell only if the connection closes.
@@ -768,7 +793,12 @@ void Request::resume(Next how) {
 // ---- the end ----
 
 void output_drained(Request& r) {
+    if (r.body_held_) {
+        BodyChain more(r.arena_);
+        if (!r.send_filtered_body(more) || r.body_held_) return;
+    }
     if (r.finalized_) {
+        if (r.connection().pending() > 0) return;  // the filter's last output is still on its way
         r.connection().post_request_done();
         return;
     }

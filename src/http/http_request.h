@@ -30,6 +30,13 @@ struct BodyBuf {
 struct BodyChain {
     std::pmr::vector<BodyBuf> bufs;
     bool last = false;  // the final piece of the body
+    // The producer wants these bytes on the wire now (an unbuffered proxied
+    // stream): a filter that holds output back (gzip) flushes it.
+    bool flush = false;
+    // The memory of `bufs` stays valid until the request ends (configuration,
+    // a pinned cache entry): a filter may keep views into it and take it
+    // piece by piece as the client reads, as it does with files.
+    bool stable = false;
     explicit BodyChain(std::pmr::memory_resource* mr) : bufs(mr) {}
     uint64_t size() const;
 };
@@ -133,6 +140,14 @@ public:
     // Return false if the connection failed (the request is being finalized).
     bool send_header();
     bool send_body(BodyChain& chain);
+    // A header filter that rewrites the body (gzip) routes it through the
+    // body filters; responses no header filter claimed skip them at no cost.
+    void filter_body() { filter_body_ = true; }
+    // A body filter that keeps input back (a file it compresses as the
+    // client takes the output, for bounded memory) says so on each call: it
+    // is called again with an empty chain once the output drains, and the
+    // response is complete only when it lets the last piece through.
+    void hold_body() { body_held_ = true; }
     // Bytes accepted by send_body but not yet written to the socket: a
     // producer (the proxy) pauses above a high watermark and resumes from
     // the drain callback.
@@ -220,6 +235,8 @@ private:
 
     void prepare(AddressServers& servers);
     void send_special_response(int status);
+    bool send_filtered_body(BodyChain& chain);
+    void queue_body(const BodyChain& chain);
 
     HttpConnection& conn_;
     Arena* arena_;
@@ -240,6 +257,8 @@ private:
     bool error_page_done_ = false;
     bool chunked_ = false;     // response body framed with chunked encoding
     bool body_done_ = false;   // the last body piece is queued (or no body is sent)
+    bool filter_body_ = false; // the body goes through the body filters
+    bool body_held_ = false;   // a body filter holds input to continue when the output drains
     bool logged_ = false;
     int err_status_ = 0;       // error_page: the status the final response carries
     int access_code_ = 0;      // satisfy any: the last denial (401/403) of the Access phase

@@ -17,6 +17,7 @@ sources_for() {
         fuzz_chunked) echo "src/http/http_chunked.cc" ;;
         fuzz_config) echo "src/core/conf_file.cc src/core/conf_values.cc" ;;
         fuzz_cache_policy) echo "src/http/http_cache_policy.cc src/http/http_parse.cc src/http/uri.cc src/core/http_date.cc" ;;
+        fuzz_accept_encoding) echo "-Imodules/gzip modules/gzip/accept_encoding.cc" ;;
         fuzz_jwt) echo "modules/auth_jwt/jwt_keys.cc modules/auth_jwt/jwt_token.cc -ljansson -ljwt -lcrypto" ;;
         *) echo "t/fuzz/run.sh: no sources listed for $1" >&2; exit 1 ;;
     esac
