@@ -65,6 +65,7 @@ http {
             proxy_cache gz;
             proxy_cache_valid 200 10m;
             add_header X-Cache-Status $upstream_cache_status;
+            gzip_buffers 2 4k;
         }
         location /chunked { proxy_pass http://origin; }
         location /stream/ { proxy_pass http://origin; proxy_buffering off; }
@@ -461,6 +462,29 @@ TEST_F(GzipTest, CacheStoresUncompressedAndServesBothFromOneEntry) {
     EXPECT_EQ(count("/cache/stored/b"), 1);
     Response again = get("/cache/stored/b?size=6000&" + cc("max-age=600"));
     EXPECT_TRUE(again.body == plain_miss.body);
+}
+
+TEST_F(GzipTest, LargeCacheHitThroughSmallBuffers) {
+    // The hit's body is read from shared memory as the client takes the
+    // output (two 4k buffers), not compressed all at once.
+    const std::string path = "/cache/stored/large?size=400000&" + cc("max-age=600");
+    Response plain_miss = get(path);
+    ASSERT_EQ(plain_miss.status, 200);
+    ASSERT_GE(plain_miss.body.size(), 400000u);
+    Conn c(port_);
+    ASSERT_TRUE(c.send("GET " + path + " HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\n\r\n"));
+    std::this_thread::sleep_for(100ms);  // let the socket fill before reading
+    auto hit = c.read_response(10s);
+    ASSERT_TRUE(hit) << c.error();
+    EXPECT_EQ(hit->header("X-Cache-Status"), "HIT");
+    ASSERT_TRUE(compressed(*hit));
+    EXPECT_TRUE(gunzip(hit->body) == plain_miss.body);
+    // The connection is still good for the next request.
+    ASSERT_TRUE(c.send("GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+    auto again = c.read_response(10s);
+    ASSERT_TRUE(again) << c.error();
+    EXPECT_TRUE(again->body == plain_miss.body);
+    EXPECT_EQ(count("/cache/stored/large"), 1);
 }
 
 TEST_F(GzipTest, GzipRatioVariable) {
