@@ -27,9 +27,14 @@ all: build
 deps:
 	@sh contrib/deps.sh
 
-# Runs ./configure with defaults when this build directory has none yet.
-$(BUILDDIR)/Makefile.vars:
-	./configure --builddir=$(BUILDDIR)
+# Runs ./configure with defaults when this build directory has none yet, and
+# again with the arguments it was given when configure or a module's config
+# file changed since (a pull that adds a bundled module compiles it in).
+$(BUILDDIR)/Makefile.vars: configure $(wildcard modules/*/config)
+	@if [ -f $(BUILDDIR)/configure.args ]; then \
+	  echo "configure changed: ./configure$$(cat $(BUILDDIR)/configure.args)"; \
+	  eval ./configure $$(cat $(BUILDDIR)/configure.args); \
+	else ./configure --builddir=$(BUILDDIR); fi
 
 configured: $(BUILDDIR)/Makefile.vars
 
