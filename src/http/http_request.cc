@@ -365,6 +365,26 @@ bool Request::send_header() {
     return true;
 }
 
+// Inlined in both callers: it is on the path of every response body.
+__attribute__((always_inline)) inline void Request::queue_body(const BodyChain& chain) {
+    uint64_t size = chain.size();
+    if (chunked_ && size > 0) {
+        char* line = static_cast<char*>(arena_->alloc(20, 1));
+        int n = snprintf(line, 20, "%llx\r\n", static_cast<unsigned long long>(size));
+        conn_.queue({line, size_t(n)});
+    }
+    for (const BodyBuf& b : chain.bufs) {
+        if (b.file_fd >= 0) conn_.queue_file(b.file_fd, b.file_pos, b.file_size, *core_conf().sendfile);
+        else conn_.queue(b.data);
+    }
+    if (chunked_ && size > 0) conn_.queue("\r\n");
+    body_bytes_sent_ += size;
+    if (chain.last) {
+        if (chunked_) conn_.queue("0\r\n\r\n");
+        body_done_ = true;
+    }
+}
+
 bool Request::send_body(BodyChain& chain) {
     if (!header_sent_ && !send_header()) return false;
     if (body_done_) {
@@ -396,24 +416,6 @@ bool Request::send_filtered_body(BodyChain& chain) {
     }
 }
 
-void Request::queue_body(const BodyChain& chain) {
-    uint64_t size = chain.size();
-    if (chunked_ && size > 0) {
-        char* line = static_cast<char*>(arena_->alloc(20, 1));
-        int n = snprintf(line, 20, "%llx\r\n", static_cast<unsigned long long>(size));
-        conn_.queue({line, size_t(n)});
-    }
-    for (const BodyBuf& b : chain.bufs) {
-        if (b.file_fd >= 0) conn_.queue_file(b.file_fd, b.file_pos, b.file_size, *core_conf().sendfile);
-        else conn_.queue(b.data);
-    }
-    if (chunked_ && size > 0) conn_.queue("\r\n");
-    body_bytes_sent_ += size;
-    if (chain.last) {
-        if (chunked_) conn_.queue("0\r\n\r\n");
-        body_done_ = true;
-    }
-}
 
 void Request::send_response(int status, std::string_view content_type, std::string_view body) {
     out_.status = status;
