@@ -40,6 +40,8 @@ bool valid_header_name(std::string_view n) {
 
 // ---- proxy_pass ----
 
+uint16_t default_port(const ProxyUrl& url) { return url.https ? 443 : 80; }
+
 bool location_allows_uri(const CoreLocConf& loc) {
     using M = CoreLocConf::Match;
     return loc.match == M::Prefix || loc.match == M::NoRegexPrefix || loc.match == M::Exact;
@@ -52,18 +54,19 @@ bool set_static_target(ConfContext& cx, ProxyTarget& t, const CoreLocConf& loc) 
     if (url.has_uri && !location_allows_uri(loc))
         return cx.error("\"proxy_pass\" cannot have URI part in location given by regular expression, "
                         "or inside named location");
+    t.https = url.https;
     t.has_uri = url.has_uri;
     t.uri = url.uri;
     t.location_prefix = loc.name;
     t.explicit_port = url.has_port;
     t.name = url.has_port ? url.host_port : url.host;
-    t.proxy_host = url.port_number == 80 ? url.host : url.host_port;
+    t.proxy_host = url.port_number == default_port(url) ? url.host : url.host_port;
     t.proxy_port = std::to_string(url.port_number);
     // With a port it is a server, never an upstream{} (nginx's rule);
     // without, an upstream{} defined further down still counts (see merge).
     if (url.has_port) {
         std::string err;
-        t.upstream = implicit_upstream(cx, t.name, 80, err);
+        t.upstream = implicit_upstream(cx, t.name, default_port(url), err);
         if (!t.upstream) return cx.error("%s in upstream \"%s\"", err.c_str(), t.name.c_str());
     } else {
         t.upstream = find_upstream(cx, t.name);
@@ -76,8 +79,6 @@ bool set_proxy_pass(ConfContext& cx, void* conf) {
     if (c.target) return cx.duplicate();
     LocationConf* loc = current_location(cx);
     const std::string& url = cx.arg(0);
-    if (istarts_with(url, "https://"))
-        return cx.error("https upstreams are not supported yet (TLS issue) in \"%s\"", url.c_str());
     auto* t = cx.cycle().make<ProxyTarget>();
     t->file = cx.statement().file;
     t->line = cx.statement().line;
@@ -87,7 +88,8 @@ bool set_proxy_pass(ConfContext& cx, void* conf) {
         t->location_prefix = loc->core->name;
         if (!t->url.compile(cx, url)) return false;
     } else {
-        if (!istarts_with(url, "http://")) return cx.error("invalid URL prefix in \"%s\"", url.c_str());
+        if (!istarts_with(url, "http://") && !istarts_with(url, "https://"))
+            return cx.error("invalid URL prefix in \"%s\"", url.c_str());
         if (!set_static_target(cx, *t, *loc->core)) return false;
         if (!t->upstream) main_conf(cx).targets.push_back(t);
     }
@@ -261,7 +263,7 @@ bool resolve_target(ConfContext& cx, ProxyTarget& t) {
     t.upstream = find_upstream(cx, t.name);
     if (t.upstream) return true;
     std::string err;
-    t.upstream = implicit_upstream(cx, t.name, 80, err);
+    t.upstream = implicit_upstream(cx, t.name, t.https ? 443 : 80, err);
     if (!t.upstream) return cx.error_in(t.file, t.line, "%s in upstream \"%s\"", err.c_str(), t.name.c_str());
     return true;
 }
@@ -314,6 +316,7 @@ bool merge_loc(ConfContext& cx, const ModuleConf& parent, ModuleConf& child) {
     }
     c.hidden = effective_hidden(c.hide_headers, c.pass_headers);
     if (!proxy_cache_merge(cx, p.cache, c.cache)) return false;
+    if (!proxy_ssl_merge(cx, p.ssl, c.ssl, c.target)) return false;
     if (c.target && !resolve_target(cx, *c.target)) return false;
     if (c.target && std::find(mc.temp_paths.begin(), mc.temp_paths.end(), *c.client_body_temp_path) == mc.temp_paths.end())
         mc.temp_paths.push_back(*c.client_body_temp_path);
@@ -397,17 +400,30 @@ const Directive kDirectives[] = {
     {"proxy_cache_lock_timeout", kLoc, Args(1), ConfLevel::Location, set_proxy_cache_msec},
     {"proxy_cache_lock_age", kLoc, Args(1), ConfLevel::Location, set_proxy_cache_msec},
     {"proxy_ignore_headers", kLoc, AnyArgs(1), ConfLevel::Location, set_proxy_ignore_headers},
+    // TLS to https upstreams (ssl_directives.cc).
+    {"proxy_ssl_verify", kLoc, Args(1), ConfLevel::Location, set_proxy_ssl_flag},
+    {"proxy_ssl_server_name", kLoc, Args(1), ConfLevel::Location, set_proxy_ssl_flag},
+    {"proxy_ssl_session_reuse", kLoc, Args(1), ConfLevel::Location, set_proxy_ssl_flag},
+    {"proxy_ssl_verify_depth", kLoc, Args(1), ConfLevel::Location, set_proxy_ssl_verify_depth},
+    {"proxy_ssl_trusted_certificate", kLoc, Args(1), ConfLevel::Location, set_proxy_ssl_file},
+    {"proxy_ssl_crl", kLoc, Args(1), ConfLevel::Location, set_proxy_ssl_file},
+    {"proxy_ssl_certificate", kLoc, Args(1), ConfLevel::Location, set_proxy_ssl_file},
+    {"proxy_ssl_certificate_key", kLoc, Args(1), ConfLevel::Location, set_proxy_ssl_file},
+    {"proxy_ssl_protocols", kLoc, AnyArgs(1), ConfLevel::Location, set_proxy_ssl_protocols},
+    {"proxy_ssl_ciphers", kLoc, Args(1), ConfLevel::Location, set_proxy_ssl_ciphers},
+    {"proxy_ssl_name", kLoc, Args(1), ConfLevel::Location, set_proxy_ssl_name},
 };
 
 }  // namespace
 
 bool proxy_parse_url(std::string_view url, ProxyUrl& out, const char*& reason) {
-    constexpr std::string_view kScheme = "http://";
-    if (!istarts_with(url, kScheme)) {
+    constexpr std::string_view kHttp = "http://", kHttps = "https://";
+    out.https = istarts_with(url, kHttps);
+    if (!out.https && !istarts_with(url, kHttp)) {
         reason = "invalid URL prefix";
         return false;
     }
-    url.remove_prefix(kScheme.size());
+    url.remove_prefix(out.https ? kHttps.size() : kHttp.size());
     size_t slash = url.find('/');
     out.host_port = url.substr(0, slash);
     out.has_uri = slash != std::string_view::npos;
@@ -430,8 +446,8 @@ bool proxy_parse_url(std::string_view url, ProxyUrl& out, const char*& reason) {
     size_t bracket = out.host_port.rfind(']');
     out.has_port = colon != std::string_view::npos && (bracket == std::string_view::npos || colon > bracket);
     out.host = out.has_port ? out.host_port.substr(0, colon) : out.host_port;
-    out.port = out.has_port ? out.host_port.substr(colon + 1) : std::string_view("80");
-    out.port_number = 80;
+    out.port = out.has_port ? out.host_port.substr(colon + 1) : std::string_view(out.https ? "443" : "80");
+    out.port_number = out.https ? 443 : 80;
     if (out.has_port) {
         unsigned v = 0;
         for (char ch : out.port) v = v * 10 + unsigned(ch - '0');

@@ -7,6 +7,8 @@
 #pragma once
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <memory>
@@ -21,6 +23,7 @@
 #include "http/http_parse.h"
 #include "http/http_request.h"
 #include "http/http_upstream.h"
+#include "http/http_upstream_tls.h"
 #include "http/http_variables.h"
 #include "proxy_cache.h"
 
@@ -51,6 +54,7 @@ constexpr uint32_t kFtAlwaysFailed = kFtError | kFtTimeout | kFtInvalidHeader;
 // What `proxy_pass URL` names.
 struct ProxyTarget {
     Upstream* upstream = nullptr;  // null while unresolved, and when the URL has variables
+    bool https = false;            // "https://": TLS to the upstream
     std::string name;              // the upstream{} name or "host[:port]" looked up
     bool explicit_port = false;
     std::string proxy_host;        // $proxy_host: host, with ":port" unless it is 80
@@ -76,6 +80,21 @@ struct ProxyArgEdit {
     std::string name;
     ComplexValue value;
     bool remove = false;
+};
+
+// proxy_ssl_*: TLS to https upstreams (nginx's names and defaults).
+struct ProxySslConf {
+    std::optional<bool> verify, server_name, session_reuse;
+    std::optional<uint64_t> verify_depth;
+    std::optional<unsigned> protocols;  // tls::kTls12 | ...
+    std::optional<std::string> trusted_certificate, crl, certificate, certificate_key, ciphers;  // full paths
+    ComplexValue name;                  // proxy_ssl_name, with variables
+    bool name_set = false;
+    const ComplexValue* name_value = nullptr;  // after merge: own or inherited, null for the default
+
+    // After merge, for locations that may proxy to https: the context
+    // (owned by ProxyMainConf, shared by locations with the same settings).
+    UpstreamTls* tls = nullptr;
 };
 
 // Response headers not passed to the client (lowercase names).
@@ -116,6 +135,7 @@ struct ProxyLocConf : ModuleConf {
     std::shared_ptr<const ProxyHiddenHeaders> hidden;
 
     ProxyCacheConf cache;  // proxy_cache_* (proxy_cache.h)
+    ProxySslConf ssl;      // proxy_ssl_*
 };
 
 struct ProxyMainConf : ModuleConf {
@@ -129,6 +149,8 @@ struct ProxyMainConf : ModuleConf {
     ProxyHeader default_host, default_connection;
     // proxy_cache_path zones, in order (CacheZone::index).
     std::vector<std::unique_ptr<CacheZone>> cache_zones;
+    // TLS client contexts, one per distinct proxy_ssl_* settings.
+    std::vector<std::unique_ptr<UpstreamTls>> tls_contexts;
 };
 
 // ---- the per-request state ----
@@ -174,6 +196,10 @@ struct ProxyCtx {
     // while it lives, in the pool too (http_upstream.h).
     UpstreamConnection* conn = nullptr;
     int fd = -1;                // conn->fd, or -1
+    ssl_st* ssl = nullptr;      // conn->ssl: TLS I/O instead of the socket calls
+    UpstreamTls* tls = nullptr; // https: the location's context (null for http)
+    std::string_view tls_name;  // proxy_ssl_name's value for this request
+    bool handshaking = false;
     bool from_pool = false;     // a kept-alive connection: a failure before any byte is retried once
     bool stale_retried = false;
     bool connected = false;
@@ -235,6 +261,16 @@ struct ProxyCtx {
     ProxyAttempt* attempts = nullptr;
     ProxyAttempt* attempt = nullptr;  // the current one
 };
+
+// ---- upstream I/O: plain sockets, or TLS (http_upstream_tls.h) ----
+inline ssize_t proxy_read(ProxyCtx& ctx, char* buf, size_t len) {
+    if (__builtin_expect(ctx.ssl != nullptr, 0)) return upstream_tls_read(*ctx.conn, buf, len);
+    return ::read(ctx.fd, buf, len);
+}
+inline ssize_t proxy_writev(ProxyCtx& ctx, const iovec* iov, int cnt) {
+    if (__builtin_expect(ctx.ssl != nullptr, 0)) return upstream_tls_writev(*ctx.conn, iov, cnt);
+    return ::writev(ctx.fd, iov, cnt);
+}
 
 // ---- proxy_module.cc ----
 Next proxy_handler(Request& r);
@@ -306,12 +342,24 @@ void proxy_start_tunnel(ProxyCtx& ctx, std::string_view to_client);
 // ---- proxy_variables.cc ----
 bool proxy_add_variables(Variables& variables);
 
+// ---- ssl_directives.cc ----
+bool set_proxy_ssl_file(ConfContext& cx, void* conf);  // certificate, key, trusted, crl
+bool set_proxy_ssl_flag(ConfContext& cx, void* conf);  // verify, server_name, session_reuse
+bool set_proxy_ssl_verify_depth(ConfContext& cx, void* conf);
+bool set_proxy_ssl_protocols(ConfContext& cx, void* conf);
+bool set_proxy_ssl_ciphers(ConfContext& cx, void* conf);
+bool set_proxy_ssl_name(ConfContext& cx, void* conf);
+// Merges proxy_ssl_* and, when `target` may be https, finds or builds its
+// context (errors name the proxy_pass line).
+bool proxy_ssl_merge(ConfContext& cx, const ProxySslConf& parent, ProxySslConf& child, const ProxyTarget* target);
+
 // ---- directives.cc ----
 // "http://host[:port][/uri]" split; false (with a reason) when invalid.
 struct ProxyUrl {
     std::string_view host_port, host, port, uri;
     bool has_port = false, has_uri = false;
-    uint16_t port_number = 80;
+    bool https = false;
+    uint16_t port_number = 80;  // 443 for https without a port
 };
 bool proxy_parse_url(std::string_view url, ProxyUrl& out, const char*& reason);
 

@@ -50,6 +50,7 @@ void take_connection(ProxyCtx& ctx, UpstreamConnection* c) {
     c->owner = &ctx;
     ctx.conn = c;
     ctx.fd = c->fd;
+    ctx.ssl = c->ssl;
 }
 
 void report_peer(ProxyCtx& ctx, bool failed) {
@@ -78,14 +79,13 @@ int resolve_target(ProxyCtx& ctx) {
         ctx.proxy_host = t.proxy_host;
         ctx.proxy_port = t.proxy_port;
         ctx.uri = proxy_request_uri(ctx, {}, false);
+        if (t.https) ctx.tls = ctx.conf->ssl.tls;
         return 0;
     }
     std::string_view url = t.url.eval(r);
     ProxyUrl u;
     const char* reason = nullptr;
-    if (istarts_with(url, "https://")) reason = "https upstreams are not supported yet";
-    else if (!proxy_parse_url(url, u, reason)) {}
-    if (reason) {
+    if (!proxy_parse_url(url, u, reason)) {
         proxy_log(ctx, LogLevel::Error, 0, "invalid URL \"%.*s\" in \"proxy_pass\": %s", int(url.size()), url.data(), reason);
         return 500;
     }
@@ -97,10 +97,86 @@ int resolve_target(ProxyCtx& ctx) {
                   int(name.size()), name.data());
         return 502;
     }
-    ctx.proxy_host = u.port_number == 80 ? u.host : u.host_port;
+    ctx.proxy_host = u.port_number == (u.https ? 443 : 80) ? u.host : u.host_port;
     ctx.proxy_port = u.port;
     ctx.uri = proxy_request_uri(ctx, u.uri, u.has_uri);
+    if (u.https) ctx.tls = ctx.conf->ssl.tls;
     return 0;
+}
+
+// "host:port" and "[v6]:port" without the port; a bare IPv6 address as it is.
+std::string_view without_port(std::string_view name) {
+    size_t colon = name.rfind(':');
+    if (colon == std::string_view::npos) return name;
+    if (!name.empty() && name.front() == '[') {
+        size_t bracket = name.rfind(']');
+        return bracket != std::string_view::npos && colon > bracket ? name.substr(0, colon) : name;
+    }
+    return name.find(':') == colon ? name.substr(0, colon) : name;
+}
+
+// proxy_ssl_name's value (by default the proxy_pass host), without a port, as nginx's.
+std::string_view tls_name(ProxyCtx& ctx) {
+    const ComplexValue* configured = ctx.conf->ssl.name_value;
+    return without_port(configured ? configured->eval(*ctx.r) : ctx.proxy_host);
+}
+
+// ---- the TLS handshake (https upstreams) ----
+
+void connected(ProxyCtx& ctx);
+
+void handshake_step(ProxyCtx& ctx) {
+    std::string error;
+    switch (upstream_tls_handshake(*ctx.conn, error)) {
+    case tls::IoStatus::Done:
+        ctx.handshaking = false;
+        ctx.conn->handler = on_upstream_event;
+        ctx.ssl = ctx.conn->ssl;
+        proxy_want_write(ctx, false);
+        connected(ctx);
+        return;
+    case tls::IoStatus::WantRead:
+        proxy_want_write(ctx, false);
+        proxy_want_read(ctx, true);
+        return;
+    case tls::IoStatus::WantWrite:
+        proxy_want_write(ctx, true);
+        return;
+    default: {
+        char what[600];
+        snprintf(what, sizeof what, "SSL_do_handshake() failed (SSL: %s) while SSL handshaking to upstream",
+                 error.c_str());
+        proxy_fail(ctx, kFtError, what, 0);
+        return;
+    }
+    }
+}
+
+void on_handshake_event(UpstreamConnection& c, short what) {
+    auto& ctx = *static_cast<ProxyCtx*>(c.owner);
+    if (what & EV_TIMEOUT) on_timer(ctx);
+    else handshake_step(ctx);
+}
+
+// After the TCP connect: TLS first for https upstreams, bounded by what is
+// left of proxy_connect_timeout (nginx's).
+void transport_ready(ProxyCtx& ctx) {
+    if (!ctx.tls) {
+        connected(ctx);
+        return;
+    }
+    std::string error;
+    const bool sni = *ctx.conf->ssl.server_name;
+    if (!upstream_tls_start(*ctx.conn, *ctx.tls, ctx.tls_name, sni, ctx.peer->addr_text, error)) {
+        char what[600];
+        snprintf(what, sizeof what, "%s while SSL handshaking to upstream", error.c_str());
+        proxy_fail(ctx, kFtError, what, 0);
+        return;
+    }
+    ctx.handshaking = true;
+    ctx.conn->handler = on_handshake_event;
+    if (!ctx.send_deadline_ms) proxy_arm_timer(ctx, ProxyTimer::Send, *ctx.conf->connect_timeout_ms);
+    handshake_step(ctx);
 }
 
 // ---- connecting ----
@@ -121,7 +197,7 @@ void connect_peer(ProxyCtx& ctx, bool allow_pool) {
     ctx.attempt->bytes_received = 0;
     if (allow_pool && up.keepalive) {
         // Its read event is still added from its previous requests.
-        if (UpstreamConnection* c = upstream_keepalive_get(up, peer)) {
+        if (UpstreamConnection* c = upstream_keepalive_get(up, peer, ctx.tls, ctx.tls_name)) {
             ctx.from_pool = true;
             take_connection(ctx, c);
             connected(ctx);
@@ -139,7 +215,7 @@ void connect_peer(ProxyCtx& ctx, bool allow_pool) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     take_connection(ctx, upstream_connection_open(Worker::current().base(), fd, on_upstream_event, &ctx));
     if (::connect(ctx.fd, reinterpret_cast<const sockaddr*>(&peer.addr), peer.addr_len) == 0) {
-        connected(ctx);
+        transport_ready(ctx);
         return;
     }
     if (errno != EINPROGRESS) {
@@ -200,7 +276,7 @@ void on_write(ProxyCtx& ctx) {
         return;
     }
     proxy_want_write(ctx, false);
-    connected(ctx);
+    transport_ready(ctx);
 }
 
 // The connection's timer fires by the earlier deadline. With none left it
@@ -216,7 +292,8 @@ void on_timer(ProxyCtx& ctx) {
     const int64_t now = current_msec();
     if (ctx.send_deadline_ms && now >= ctx.send_deadline_ms) {
         ctx.send_deadline_ms = 0;
-        if (!ctx.connected) proxy_fail(ctx, kFtTimeout, "upstream timed out while connecting to upstream", ETIMEDOUT);
+        if (ctx.handshaking) proxy_fail(ctx, kFtTimeout, "upstream timed out while SSL handshaking to upstream", ETIMEDOUT);
+        else if (!ctx.connected) proxy_fail(ctx, kFtTimeout, "upstream timed out while connecting to upstream", ETIMEDOUT);
         else proxy_fail(ctx, kFtTimeout, "upstream timed out while sending request to upstream", ETIMEDOUT);
         return;
     }
@@ -265,6 +342,15 @@ void abort_response(ProxyCtx& ctx, bool failed) {
 }
 
 void log_failure(ProxyCtx& ctx, LogLevel level, const char* what, int err) {
+    // A TLS read or write failure: OpenSSL's reason, as nginx logs it.
+    if (err == EPROTO && ctx.ssl) {
+        const std::string& reason = upstream_tls_last_error();
+        std::string_view text = what;
+        size_t cut = text.find(" while ");
+        if (cut == std::string_view::npos) cut = text.size();
+        proxy_log(ctx, level, 0, "%.*s (SSL: %s)%s", int(cut), what, reason.c_str(), what + cut);
+        return;
+    }
     proxy_log(ctx, level, err, "%s", what);
 }
 
@@ -350,7 +436,9 @@ void proxy_close_upstream(ProxyCtx& ctx) {
     if (ctx.conn) upstream_connection_close(ctx.conn);
     ctx.conn = nullptr;
     ctx.fd = -1;
+    ctx.ssl = nullptr;
     ctx.connected = false;
+    ctx.handshaking = false;
     ctx.from_pool = false;
 }
 
@@ -375,11 +463,12 @@ void proxy_log(ProxyCtx& ctx, LogLevel level, int err, const char* fmt, ...) {
                             : ctx.upstream ? std::string_view(ctx.upstream->name)
                                            : std::string_view();
     log_error(level, "*%llu %.*s%s%s, client: %.*s, server: %.*s, request: \"%.*s %.*s HTTP/%d.%d\", "
-                     "upstream: \"http://%.*s%.*s\", host: \"%.*s\"",
+                     "upstream: \"%s://%.*s%.*s\", host: \"%.*s\"",
               static_cast<unsigned long long>(r.connection_number()), int(cut), msg, errtext, msg + cut,
               int(r.remote_addr().size()), r.remote_addr().data(), int(server.size()), server.data(),
               int(r.method_name().size()), r.method_name().data(), int(std::min<size_t>(r.request_uri().size(), 1024)),
-              r.request_uri().data(), r.head().version_major, r.head().version_minor, int(addr.size()), addr.data(),
+              r.request_uri().data(), r.head().version_major, r.head().version_minor, ctx.tls ? "https" : "http",
+              int(addr.size()), addr.data(),
               int(ctx.uri.size()), ctx.uri.data(), int(r.head().host.size()), r.head().host.data());
 }
 
@@ -460,6 +549,7 @@ void proxy_response_complete(ProxyCtx& ctx) {
         upstream_keepalive_put(*ctx.upstream, *ctx.peer, ctx.conn);
         ctx.conn = nullptr;
         ctx.fd = -1;
+        ctx.ssl = nullptr;
     }
     uint32_t ft = proxy_status_failure(ctx.attempt->status);
     report_peer(ctx, ft && (*ctx.conf->next_upstream & ft) && proxy_failure_counts(ft));
@@ -497,6 +587,7 @@ Next proxy_handler(Request& r) {
         r.set_status(status);
         return Next::Finish;
     }
+    if (ctx->tls) ctx->tls_name = tls_name(*ctx);
     switch (proxy_cache_start(*ctx)) {
     case CacheStart::Done:
         ctx->finished = true;

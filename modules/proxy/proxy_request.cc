@@ -289,7 +289,7 @@ bool buffer_body(ProxyCtx& ctx, std::string_view data) {
 enum class Wrote { All, Blocked, Failed };
 
 Wrote write_vec(ProxyCtx& ctx, iovec* iov, int cnt, size_t& written) {
-    ssize_t n = ::writev(ctx.fd, iov, cnt);
+    ssize_t n = proxy_writev(ctx, iov, cnt);
     if (n >= 0) {
         written = size_t(n);
         size_t total = 0;
@@ -312,6 +312,20 @@ bool blocked(ProxyCtx& ctx) {
     proxy_want_write(ctx, true);
     proxy_arm_timer(ctx, ProxyTimer::Send, *ctx.conf->send_timeout_ms);
     return true;
+}
+
+// sendfile(2) cannot encrypt: the file's bytes go through TLS from a buffer.
+// A write that must wait is retried from the same offset, so OpenSSL gets
+// the same bytes again, as it requires.
+ssize_t send_file_tls(ProxyCtx& ctx, off_t off, size_t want) {
+    char buf[tls::kRecordSize];
+    ssize_t got = ::pread(ctx.body_file, buf, std::min(want, sizeof buf), off);
+    if (got <= 0) {
+        if (got == 0) errno = EIO;
+        return -1;
+    }
+    iovec iov{buf, size_t(got)};
+    return proxy_writev(ctx, &iov, 1);
 }
 
 // Head, then the buffered body (memory, then the file): one logical stream.
@@ -340,7 +354,7 @@ bool send_buffered(ProxyCtx& ctx) {
         if (ctx.body_sent < body_total) {
             off_t off = off_t(ctx.body_sent - ctx.body_mem_len);
             size_t want = size_t(std::min<uint64_t>(body_total - ctx.body_sent, kMaxSendfileChunk));
-            ssize_t n = ::sendfile(ctx.fd, ctx.body_file, &off, want);
+            ssize_t n = ctx.ssl ? send_file_tls(ctx, off, want) : ::sendfile(ctx.fd, ctx.body_file, &off, want);
             if (n > 0) {
                 ctx.body_sent += uint64_t(n);
                 continue;
@@ -356,7 +370,8 @@ bool send_buffered(ProxyCtx& ctx) {
 
 bool flush_stage(ProxyCtx& ctx) {
     while (ctx.stage_off < ctx.stage_len) {
-        ssize_t n = ::write(ctx.fd, ctx.stage + ctx.stage_off, ctx.stage_len - ctx.stage_off);
+        iovec iov{ctx.stage + ctx.stage_off, ctx.stage_len - ctx.stage_off};
+        ssize_t n = ctx.ssl ? proxy_writev(ctx, &iov, 1) : ::write(ctx.fd, iov.iov_base, iov.iov_len);
         if (n > 0) {
             ctx.stage_off += size_t(n);
             continue;

@@ -254,7 +254,7 @@ void relay(ProxyCtx& ctx) {
             pause_reading(ctx);
             break;
         }
-        ssize_t n = ::read(ctx.fd, ctx.block + ctx.used, space);
+        ssize_t n = proxy_read(ctx, ctx.block + ctx.used, space);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR) break;
             proxy_fail(ctx, kFtError, "recv() failed while reading upstream", errno);
@@ -417,7 +417,7 @@ void read_head(ProxyCtx& ctx) {
         ctx.block = proxy_block_get(ctx.block_size);
     }
     const size_t limit = size_t(*conf.buffer_size);
-    ssize_t n = ::read(ctx.fd, ctx.block + ctx.head_filled, limit - ctx.head_filled);
+    ssize_t n = proxy_read(ctx, ctx.block + ctx.head_filled, limit - ctx.head_filled);
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR) return;
         proxy_fail(ctx, kFtError, "recv() failed while reading response header from upstream", errno);

@@ -3,7 +3,8 @@
 // byte tunnel: each direction has a buffer of proxy_buffer_size, reading
 // from one side pauses while the other side has not taken what was read,
 // and the tunnel closes both sides when either closes or after
-// proxy_read_timeout without traffic.
+// proxy_read_timeout without traffic. Over an https upstream, the upstream
+// side reads and writes through its TLS session.
 #include <unistd.h>
 
 #include <cerrno>
@@ -35,10 +36,42 @@ struct Pipe {
     }
 };
 
+// One side of the tunnel: a socket, and its TLS session if it has one.
+struct Side {
+    int fd = -1;
+    tls::SslPtr ssl;
+
+    ssize_t read(char* buf, size_t len) {
+        if (!ssl) return ::read(fd, buf, len);
+        tls::IoResult r = tls::read(ssl.get(), buf, len);
+        return transfer_result(r);
+    }
+    ssize_t write(const char* buf, size_t len) {
+        if (!ssl) return ::write(fd, buf, len);
+        iovec iov{const_cast<char*>(buf), len};
+        return transfer_result(tls::writev(ssl.get(), &iov, 1));
+    }
+
+private:
+    ssize_t transfer_result(tls::IoResult r) {
+        if (r.status == tls::IoStatus::Done || r.bytes > 0) return ssize_t(r.bytes);
+        if (r.status == tls::IoStatus::WantRead || r.status == tls::IoStatus::WantWrite) {
+            errno = EAGAIN;
+            return -1;
+        }
+        if (r.status == tls::IoStatus::Eof) return 0;
+        tls::clear_errors();
+        errno = EPROTO;
+        return -1;
+    }
+};
+
 class Tunnel final : public Closeable {
 public:
-    Tunnel(Worker& w, Upstream& up, Peer& peer, int upstream_fd, uint64_t idle_ms)
+    Tunnel(Worker& w, Upstream& up, Peer& peer, int upstream_fd, SSL* upstream_ssl, uint64_t idle_ms)
         : worker_(w), upstream_(up), peer_(peer), upstream_fd_(upstream_fd), idle_ms_(idle_ms) {
+        upstream_side_.fd = upstream_fd;
+        upstream_side_.ssl.reset(upstream_ssl);
         worker_.register_connection(this);
     }
 
@@ -47,6 +80,7 @@ public:
         std::string leftover;
         client_fd_ = r.take_over_connection(leftover);
         if (client_fd_ < 0) return false;
+        client_side_.fd = client_fd_;
         to_client_.init(buffer_size, to_client);
         to_upstream_.init(buffer_size, leftover);
         event_base* base = worker_.base();
@@ -68,6 +102,11 @@ public:
             event_del(&timer_);
         }
         if (client_fd_ >= 0) ::close(client_fd_);
+        if (upstream_side_.ssl) {
+            tls::shutdown(upstream_side_.ssl.get());  // close_notify, as for any TLS upstream connection
+            tls::clear_errors();
+            upstream_side_.ssl.reset();
+        }
         if (upstream_fd_ >= 0) ::close(upstream_fd_);
         upstream_peer_done(upstream_, peer_, false);
         worker_.unregister_connection(this);
@@ -83,10 +122,10 @@ private:
     }
 
     // Moves what `from` has to say into `pipe` and on to `to`. False when a side failed.
-    static bool move(int from, int to, Pipe& pipe, bool& progress) {
+    static bool move(Side& from, Side& to, Pipe& pipe, bool& progress) {
         for (;;) {
             if (!pipe.empty()) {
-                ssize_t n = ::write(to, pipe.buf.get() + pipe.start, pipe.end - pipe.start);
+                ssize_t n = to.write(pipe.buf.get() + pipe.start, pipe.end - pipe.start);
                 if (n < 0 && errno != EAGAIN && errno != EINTR) return false;
                 if (n > 0) {
                     pipe.start += size_t(n);
@@ -96,7 +135,7 @@ private:
             }
             pipe.start = pipe.end = 0;
             if (pipe.eof) return true;
-            ssize_t n = ::read(from, pipe.buf.get(), pipe.cap);
+            ssize_t n = from.read(pipe.buf.get(), pipe.cap);
             if (n > 0) {
                 pipe.end = size_t(n);
                 progress = true;
@@ -120,8 +159,8 @@ private:
 
     void pump() {
         bool progress = false;
-        if (!move(client_fd_, upstream_fd_, to_upstream_, progress) ||
-            !move(upstream_fd_, client_fd_, to_client_, progress)) {
+        if (!move(client_side_, upstream_side_, to_upstream_, progress) ||
+            !move(upstream_side_, client_side_, to_client_, progress)) {
             close();
             return;
         }
@@ -144,6 +183,7 @@ private:
     Peer& peer_;
     int client_fd_ = -1;
     int upstream_fd_;
+    Side client_side_, upstream_side_;
     uint64_t idle_ms_;
     Pipe to_client_, to_upstream_;
     event client_ev_, upstream_ev_, timer_;
@@ -158,10 +198,12 @@ void proxy_start_tunnel(ProxyCtx& ctx, std::string_view to_client) {
     Request& r = *ctx.r;
     // The tunnel owns the upstream connection and reports on the server when it ends.
     proxy_disarm_timers(ctx);
-    int fd = upstream_connection_detach(ctx.conn);
+    SSL* ssl = nullptr;
+    int fd = upstream_connection_detach(ctx.conn, &ssl);
     ctx.conn = nullptr;
     ctx.fd = -1;
-    auto* tunnel = new Tunnel(r.connection().worker(), *ctx.upstream, *ctx.peer, fd, *ctx.conf->read_timeout_ms);
+    ctx.ssl = nullptr;
+    auto* tunnel = new Tunnel(r.connection().worker(), *ctx.upstream, *ctx.peer, fd, ssl, *ctx.conf->read_timeout_ms);
     ctx.peer_reported = true;
     ctx.finished = true;
     ctx.attempt->end_ms = current_msec();

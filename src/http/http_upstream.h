@@ -22,6 +22,7 @@
 
 struct event_base;
 struct evdns_base;
+struct ssl_st;
 
 namespace sluice {
 extern Module http_upstream_module;
@@ -98,6 +99,7 @@ enum class Balancer : uint8_t { RoundRobin, LeastConn, Hash, Random, RandomTwo }
 
 class KeepalivePool;
 struct UpstreamResolveState;
+struct UpstreamTls;
 
 // `resolver ADDRESS ... [valid=TIME] [ipv4=on|off] [ipv6=on|off]`.
 struct ResolverConf {
@@ -279,16 +281,26 @@ struct UpstreamConnection {
     int64_t timer_fires_ms = 0;   // when the pending timer is due (loop time; 0: none pending)
     bool reading = false, writing = false;
     event rev, wev, timer;
+    // TLS (http_upstream_tls.h); null on plain connections. A pooled TLS
+    // connection keeps its session, and is handed out only for the same
+    // context and server name.
+    ssl_st* ssl = nullptr;
+    UpstreamTls* tls = nullptr;
+    bool tls_broken = false;      // a TLS failure or the peer's close: no close_notify
+    std::string tls_name;         // proxy_ssl_name it was made for
+    std::string tls_session_key;  // "name/address" in tls->sessions
 };
 
 // A connection object for `fd` with its events assigned on `base` (none
 // added yet), and `handler` receiving them.
 UpstreamConnection* upstream_connection_open(event_base* base, int fd, UpstreamConnection::Handler handler, void* owner);
-// Removes its events, closes the descriptor and recycles the object.
+// Removes its events, ends TLS (close_notify), closes the descriptor and
+// recycles the object.
 void upstream_connection_close(UpstreamConnection* c);
-// Removes its events and recycles the object; the descriptor stays open
-// and is returned (a tunnel takes it over).
-int upstream_connection_detach(UpstreamConnection* c);
+// Removes its events and recycles the object; the descriptor (and the SSL
+// object, into `ssl`, when there is one) stays open and is returned (a
+// tunnel takes it over).
+int upstream_connection_detach(UpstreamConnection* c, ssl_st** ssl);
 // Adds or removes the read (write) event; nothing when already so.
 void upstream_connection_want_read(UpstreamConnection& c, bool on);
 void upstream_connection_want_write(UpstreamConnection& c, bool on);
@@ -298,8 +310,10 @@ void upstream_connection_timer(UpstreamConnection& c, int64_t due_ms, int64_t no
 
 // An idle connection to the peer, or null. No syscall: a connection that
 // the peer closed just now fails on first use, and the caller retries on a
-// fresh connection (proxy_fail).
-UpstreamConnection* upstream_keepalive_get(Upstream&, const Peer&);
+// fresh connection (proxy_fail). `tls` and `tls_name` select TLS
+// connections made with that context for that name (null: plain ones).
+UpstreamConnection* upstream_keepalive_get(Upstream&, const Peer&, const UpstreamTls* tls = nullptr,
+                                           std::string_view tls_name = {});
 // Caches a connection whose last response was read completely with valid
 // framing (`c->requests` counts the requests it completed); closes it
 // instead when there is no pool, or the pool's limits say so.
@@ -316,9 +330,10 @@ public:
     KeepalivePool(const KeepalivePool&) = delete;
     KeepalivePool& operator=(const KeepalivePool&) = delete;
 
-    // An idle connection to this address, or null; its handler is the
-    // caller's to set.
-    UpstreamConnection* get(const sockaddr_storage& addr, socklen_t len);
+    // An idle connection to this address (with this TLS context and name;
+    // plain with null), or null; its handler is the caller's to set.
+    UpstreamConnection* get(const sockaddr_storage& addr, socklen_t len, const UpstreamTls* tls = nullptr,
+                            std::string_view tls_name = {});
     // Caches c, or closes it (returns false) when it served max_requests.
     bool put(const sockaddr_storage& addr, socklen_t len, UpstreamConnection* c);
     size_t idle_count() const { return idle_count_; }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "http/http_upstream.h"
+#include "http/http_upstream_tls.h"
 
 namespace sluice::http {
 
@@ -79,13 +80,15 @@ UpstreamConnection* upstream_connection_open(event_base* base, int fd, UpstreamC
 
 void upstream_connection_close(UpstreamConnection* c) {
     remove_events(*c);
+    if (c->ssl) upstream_tls_close(*c);
     ::close(c->fd);
     recycle(c);
 }
 
-int upstream_connection_detach(UpstreamConnection* c) {
+int upstream_connection_detach(UpstreamConnection* c, ssl_st** ssl) {
     remove_events(*c);
     int fd = c->fd;
+    *ssl = upstream_tls_detach(*c);
     recycle(c);
     return fd;
 }
@@ -174,10 +177,12 @@ void KeepalivePool::close_slot(Slot& s) {
     upstream_connection_close(c);
 }
 
-UpstreamConnection* KeepalivePool::get(const sockaddr_storage& addr, socklen_t len) {
+UpstreamConnection* KeepalivePool::get(const sockaddr_storage& addr, socklen_t len, const UpstreamTls* tls,
+                                       std::string_view tls_name) {
     for (Slot* s = mru_; s; s = s->next) {
         if (s->addr_len != len || memcmp(&s->addr, &addr, len) != 0) continue;
         UpstreamConnection* c = s->conn;
+        if (c->tls != tls || (tls && c->tls_name != tls_name)) continue;
         release_slot(*s);
         c->handler = nullptr;
         c->owner = nullptr;
@@ -222,15 +227,19 @@ void KeepalivePool::on_idle_event(UpstreamConnection& c, short what) {
             return;
         }
     }
+    // Over TLS, a readable socket may hold a record without data (a session
+    // ticket sent late): the connection is still good.
+    if (!(what & EV_TIMEOUT) && c.ssl && upstream_tls_idle_ok(c)) return;
     // Idle too long, or readable: a byte is a protocol error of the upstream
-    // and EOF means it closed; either way the connection cannot carry the
-    // next request.
+    // and EOF (close_notify) means it closed; either way the connection
+    // cannot carry the next request.
     pool.close_slot(s);
 }
 
-UpstreamConnection* upstream_keepalive_get(Upstream& u, const Peer& p) {
+UpstreamConnection* upstream_keepalive_get(Upstream& u, const Peer& p, const UpstreamTls* tls,
+                                           std::string_view tls_name) {
     if (!u.pool) return nullptr;
-    return u.pool->get(p.addr, p.addr_len);
+    return u.pool->get(p.addr, p.addr_len, tls, tls_name);
 }
 
 void upstream_keepalive_put(Upstream& u, const Peer& p, UpstreamConnection* c) {

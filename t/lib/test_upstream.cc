@@ -1,9 +1,10 @@
 // test_upstream: a small, real HTTP/1.1 origin server for sluice's integration tests
 // and benchmarks. One process, one libevent loop, 127.0.0.1 (or --address) only.
 //
-// Build: g++ -std=c++20 -O2 -Wall -Wextra -o objs/test_upstream t/lib/test_upstream.cc -levent
+// Build: g++ -std=c++20 -O2 -Wall -Wextra -o objs/test_upstream t/lib/test_upstream.cc -levent -levent_openssl -lssl -lcrypto
 // Usage: test_upstream --port N [--id NAME] [--fail-status NNN] [--address 127.x.y.z]
-//                      [--log FILE]
+//                      [--log FILE] [--tls CERT KEY] [--tls-verify-client CA]
+//                      [--tls-protocols TLSv1.2[,TLSv1.3]] [--keepalive-timeout MS]
 //
 // Every request is answered with 200 and a JSON echo of what arrived:
 //   {"method":"GET","uri":"/a?b","version":"HTTP/1.1",
@@ -46,6 +47,16 @@
 //                                        printable ASCII as \xHH
 //   C BAD STATUS                         a head or chunked body that did not parse
 //   C PARTIAL                            the connection ended inside a request
+// With --tls CERT KEY the port speaks HTTPS (OpenSSL through libevent's bufferevents):
+// every connection is a TLS one, with a server-side session cache and session tickets
+// so clients can resume. --tls-verify-client CA asks for a client certificate signed
+// by CA and refuses the handshake without one. --tls-protocols limits the versions
+// offered. With --log, each TLS connection adds a line once its handshake ends:
+//   C TLS sni=NAME resumed=0|1 protocol=TLSv1.3 client=CN   (sni=- without SNI,
+//                                                            client=- without a cert)
+//   C TLS-FAIL REASON                                       a handshake that failed
+// --keepalive-timeout MS closes a connection idle between requests for MS milliseconds
+// (with close_notify over TLS), logging "C IDLE-CLOSE", as a backend's keepalive_timeout.
 // Every response carries X-Upstream-Id (--id, default: the port). Connections are kept
 // alive (HTTP/1.1 unless "Connection: close"; HTTP/1.0 with "Connection: keep-alive"),
 // and pipelined requests are answered in order.
@@ -73,8 +84,13 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -117,6 +133,10 @@ struct Options {
     int fail_status = 0;
     in_addr address{htonl(INADDR_LOOPBACK)};
     std::string log_path;
+    std::string tls_cert, tls_key;   // --tls: HTTPS
+    std::string tls_client_ca;       // --tls-verify-client
+    int tls_min_version = 0, tls_max_version = 0;  // --tls-protocols (0: OpenSSL's)
+    uint64_t keepalive_timeout_ms = 0;             // 0: connections stay open
 };
 
 constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ull;
@@ -335,6 +355,13 @@ private:
     void write_stats(const Request& request);
     void respond_cache(const Request& request);
     void write_cache(const Request& request, uint64_t count);
+    void tls_handshake_done();
+    void tls_handshake_failed();
+    void arm_idle_timer();
+    void idle_expired();
+    static void on_idle(evutil_socket_t, short, void* self) {
+        static_cast<Connection*>(self)->idle_expired();
+    }
 
     Server& server_;
     bufferevent* bev_;
@@ -360,6 +387,9 @@ private:
     bool stream_chunked_ = false;
     bool delayed_cache_ = false;  // the delayed request is a /cache/ one
     uint64_t delayed_count_ = 0;
+    SSL* ssl_ = nullptr;          // --tls: owned by bev_
+    bool handshake_done_ = false;
+    event* idle_timer_ = nullptr; // --keepalive-timeout
 };
 
 class Server {
@@ -375,6 +405,8 @@ public:
     uint64_t connections() const { return connections_; }
     uint64_t count_request() { return ++requests_; }
     uint64_t requests() const { return requests_; }
+    SSL_CTX* tls() const { return tls_; }
+    uint64_t keepalive_timeout_ms() const { return options_.keepalive_timeout_ms; }
     uint64_t count_path(const std::string& path) { return ++path_requests_[path]; }
     uint64_t path_requests(const std::string& path) const {
         auto it = path_requests_.find(path);
@@ -390,6 +422,7 @@ public:
 
 private:
     static void on_accept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* self);
+    bool make_tls_context();
     static void on_signal(evutil_socket_t, short, void* self) {
         event_base_loopbreak(static_cast<Server*>(self)->base_);
     }
@@ -402,16 +435,24 @@ private:
     uint64_t requests_ = 0;
     std::map<std::string, uint64_t> path_requests_;  // /cache/ paths
     int log_fd_ = -1;
+    SSL_CTX* tls_ = nullptr;
 };
 
 Connection::Connection(Server& server, bufferevent* bev)
     : server_(server), bev_(bev), number_(server.next_connection()) {
+    ssl_ = bufferevent_openssl_get_ssl(bev_);
+    if (ssl_) {
+        // Clients (sluice among them) may close without close_notify: an EOF, not an error.
+        bufferevent_openssl_set_allow_dirty_shutdown(bev_, 1);
+    }
     bufferevent_setcb(bev_, on_read, on_write, on_event, this);
     bufferevent_setwatermark(bev_, EV_READ, 0, kMaxInput);
     bufferevent_enable(bev_, EV_READ | EV_WRITE);
+    arm_idle_timer();
 }
 
 Connection::~Connection() {
+    if (idle_timer_) event_free(idle_timer_);
     if (delay_timer_) event_free(delay_timer_);
     if (linger_timer_) event_free(linger_timer_);
     if (stream_timer_) event_free(stream_timer_);
@@ -445,7 +486,58 @@ void Connection::drive() {
         if (!closing_ && inside_request()) server_.log(std::to_string(number_) + " PARTIAL");
         closing_ = true;
     }
-    if (closing_ && !busy_ && evbuffer_get_length(output()) == 0) close_lingering();
+    if (closing_ && !busy_ && evbuffer_get_length(output()) == 0) {
+        close_lingering();
+        return;
+    }
+    arm_idle_timer();
+}
+
+// Between requests only: a request in progress (or a tunnel) is never timed out here.
+void Connection::arm_idle_timer() {
+    if (!server_.keepalive_timeout_ms()) return;
+    if (!idle_timer_) idle_timer_ = evtimer_new(server_.base(), on_idle, this);
+    if (busy_ || tunnel_ || closing_ || inside_request()) {
+        evtimer_del(idle_timer_);
+        return;
+    }
+    uint64_t ms = server_.keepalive_timeout_ms();
+    timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>(ms % 1000 * 1000)};
+    evtimer_add(idle_timer_, &tv);
+}
+
+void Connection::idle_expired() {
+    if (busy_ || tunnel_ || closing_ || lingering_ || inside_request() || evbuffer_get_length(output()) > 0)
+        return;
+    server_.log(std::to_string(number_) + " IDLE-CLOSE");
+    closing_ = true;
+    close_lingering();
+}
+
+// Once per TLS connection, for the --log file: what the handshake settled.
+void Connection::tls_handshake_done() {
+    handshake_done_ = true;
+    const char* sni = SSL_get_servername(ssl_, TLSEXT_NAMETYPE_host_name);
+    std::string client = "-";
+    if (X509* cert = SSL_get1_peer_certificate(ssl_)) {
+        char cn[256] = "";
+        if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn) > 0)
+            client = log_word(cn);
+        X509_free(cert);
+    }
+    server_.log(std::to_string(number_) + " TLS sni=" + (sni ? log_word(sni) : std::string("-")) +
+                " resumed=" + (SSL_session_reused(ssl_) ? "1" : "0") + " protocol=" + SSL_get_version(ssl_) +
+                " client=" + client);
+}
+
+void Connection::tls_handshake_failed() {
+    std::string reason;
+    while (unsigned long err = bufferevent_get_openssl_error(bev_)) {
+        const char* text = ERR_reason_error_string(err);
+        if (!reason.empty()) reason += ";";
+        reason += text ? log_word(text) : std::to_string(err);
+    }
+    server_.log(std::to_string(number_) + " TLS-FAIL " + (reason.empty() ? std::string("closed") : reason));
 }
 
 // Closing a socket with unread input makes the kernel send a reset, which can destroy
@@ -457,6 +549,7 @@ void Connection::close_lingering() {
         return;
     }
     lingering_ = true;
+    if (ssl_ && handshake_done_) SSL_shutdown(ssl_);  // close_notify: the output has drained
     shutdown(bufferevent_getfd(bev_), SHUT_WR);
     evbuffer_drain(input(), evbuffer_get_length(input()));
     bufferevent_enable(bev_, EV_READ);
@@ -479,6 +572,15 @@ void Connection::written() {
 
 void Connection::handle_event(short what) {
     if (resetting_) return;
+    if (what & BEV_EVENT_CONNECTED) {  // a TLS handshake ended
+        tls_handshake_done();
+        return;
+    }
+    if (ssl_ && !handshake_done_) {
+        tls_handshake_failed();
+        delete this;
+        return;
+    }
     if ((what & BEV_EVENT_EOF) && !lingering_) {
         // A half-closed client may still be waiting for answers to what it sent.
         peer_eof_ = true;
@@ -1119,6 +1221,37 @@ Server::~Server() {
     for (event* ev : signal_events_) event_free(ev);
     if (listener_) evconnlistener_free(listener_);
     if (base_) event_base_free(base_);
+    if (tls_) SSL_CTX_free(tls_);
+}
+
+bool Server::make_tls_context() {
+    auto fail = [](const char* what, const std::string& file) {
+        char reason[256] = "";
+        ERR_error_string_n(ERR_get_error(), reason, sizeof reason);
+        std::fprintf(stderr, "test_upstream: %s %s: %s\n", what, file.c_str(), reason);
+        return false;
+    };
+    tls_ = SSL_CTX_new(TLS_server_method());
+    if (!tls_) return fail("SSL_CTX_new", "");
+    if (SSL_CTX_use_certificate_chain_file(tls_, options_.tls_cert.c_str()) != 1)
+        return fail("cannot load certificate", options_.tls_cert);
+    if (SSL_CTX_use_PrivateKey_file(tls_, options_.tls_key.c_str(), SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(tls_) != 1)
+        return fail("cannot load key", options_.tls_key);
+    if (options_.tls_min_version) SSL_CTX_set_min_proto_version(tls_, options_.tls_min_version);
+    if (options_.tls_max_version) SSL_CTX_set_max_proto_version(tls_, options_.tls_max_version);
+    // Sessions resume from the cache (TLS 1.2 ids) or from tickets; a session id
+    // context is required for either once client certificates are verified.
+    static const unsigned char kSessionContext[] = "test_upstream";
+    SSL_CTX_set_session_id_context(tls_, kSessionContext, sizeof kSessionContext - 1);
+    SSL_CTX_set_session_cache_mode(tls_, SSL_SESS_CACHE_SERVER);
+    if (!options_.tls_client_ca.empty()) {
+        if (SSL_CTX_load_verify_locations(tls_, options_.tls_client_ca.c_str(), nullptr) != 1)
+            return fail("cannot load client CA", options_.tls_client_ca);
+        SSL_CTX_set_client_CA_list(tls_, SSL_load_client_CA_file(options_.tls_client_ca.c_str()));
+        SSL_CTX_set_verify(tls_, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    }
+    return true;
 }
 
 bool Server::start() {
@@ -1130,6 +1263,7 @@ bool Server::start() {
             return false;
         }
     }
+    if (!options_.tls_cert.empty() && !make_tls_context()) return false;
     base_ = event_base_new();
     if (!base_) return false;
     sockaddr_in addr{};
@@ -1160,12 +1294,40 @@ void Server::on_accept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     evutil_make_socket_nonblocking(fd);
-    bufferevent* bev = bufferevent_socket_new(server->base_, fd, BEV_OPT_CLOSE_ON_FREE);
+    bufferevent* bev = nullptr;
+    if (server->tls_) {
+        SSL* ssl = SSL_new(server->tls_);
+        if (ssl)
+            bev = bufferevent_openssl_socket_new(server->base_, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                 BEV_OPT_CLOSE_ON_FREE);
+        if (!bev && ssl) SSL_free(ssl);
+    } else {
+        bev = bufferevent_socket_new(server->base_, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (!bev) {
         evutil_closesocket(fd);
         return;
     }
     new Connection(*server, bev);
+}
+
+// "TLSv1.2,TLSv1.3": the lowest and highest named become the limits.
+bool parse_tls_protocols(std::string_view list, Options& options) {
+    constexpr std::pair<std::string_view, int> kVersions[] = {
+        {"TLSv1", TLS1_VERSION}, {"TLSv1.1", TLS1_1_VERSION}, {"TLSv1.2", TLS1_2_VERSION}, {"TLSv1.3", TLS1_3_VERSION}};
+    while (!list.empty()) {
+        size_t comma = list.find(',');
+        std::string_view name = list.substr(0, comma);
+        int version = 0;
+        for (const auto& [n, v] : kVersions)
+            if (n == name) version = v;
+        if (!version) return false;
+        if (!options.tls_min_version || version < options.tls_min_version) options.tls_min_version = version;
+        if (version > options.tls_max_version) options.tls_max_version = version;
+        if (comma == std::string_view::npos) break;
+        list.remove_prefix(comma + 1);
+    }
+    return options.tls_min_version != 0;
 }
 
 std::optional<Options> parse_options(int argc, char** argv) {
@@ -1187,11 +1349,24 @@ std::optional<Options> parse_options(int argc, char** argv) {
             if (inet_pton(AF_INET, argv[++i], &options.address) != 1) return std::nullopt;
         } else if (arg == "--log") {
             options.log_path = argv[++i];
+        } else if (arg == "--tls") {
+            if (i + 2 >= argc) return std::nullopt;
+            options.tls_cert = argv[++i];
+            options.tls_key = argv[++i];
+        } else if (arg == "--tls-verify-client") {
+            options.tls_client_ca = argv[++i];
+        } else if (arg == "--tls-protocols") {
+            if (!parse_tls_protocols(argv[++i], options)) return std::nullopt;
+        } else if (arg == "--keepalive-timeout") {
+            auto ms = parse_number<uint64_t>(argv[++i]);
+            if (!ms || *ms == 0) return std::nullopt;
+            options.keepalive_timeout_ms = *ms;
         } else {
             return std::nullopt;
         }
     }
     if (options.port == 0) return std::nullopt;
+    if (options.tls_cert.empty() && !options.tls_client_ca.empty()) return std::nullopt;
     if (options.id.empty()) options.id = std::to_string(options.port);
     return options;
 }
@@ -1201,7 +1376,9 @@ std::optional<Options> parse_options(int argc, char** argv) {
 int main(int argc, char** argv) {
     auto options = parse_options(argc, argv);
     if (!options) {
-        std::fprintf(stderr, "usage: test_upstream --port N [--id NAME] [--fail-status NNN] [--address IPV4] [--log FILE]\n");
+        std::fprintf(stderr, "usage: test_upstream --port N [--id NAME] [--fail-status NNN] [--address IPV4] [--log FILE]\n"
+                             "                     [--tls CERT KEY] [--tls-verify-client CA] [--tls-protocols LIST]\n"
+                             "                     [--keepalive-timeout MS]\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
