@@ -9,7 +9,7 @@ OBJS := $(patsubst %.cc,$(BUILDDIR)/%.o,$(ALL_SOURCES))
 MODULES_OBJ := $(BUILDDIR)/modules.o
 MAIN_OBJ := $(BUILDDIR)/src/sluice.o
 UNIT_OBJS := $(patsubst %.cc,$(BUILDDIR)/%.o,$(sort $(wildcard t/unit/*.cc)))
-INTEGRATION_OBJS := $(patsubst %.cc,$(BUILDDIR)/%.o,$(sort $(wildcard t/integration/*.cc)) t/lib/harness.cc t/lib/test_pki.cc)
+INTEGRATION_OBJS := $(patsubst %.cc,$(BUILDDIR)/%.o,$(sort $(wildcard t/integration/*.cc)) t/lib/harness.cc t/lib/test_pki.cc t/lib/tls_client.cc)
 TEST_LIBS := -lgtest -lgtest_main -pthread
 $(INTEGRATION_OBJS): CXXFLAGS += -It/lib
 HELLO_MODULE := contrib/modules/hello
@@ -55,7 +55,7 @@ $(BUILDDIR)/unit_tests: $(UNIT_OBJS) $(OBJS) $(MODULES_OBJ)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LIBS) $(TEST_LIBS)
 
 $(BUILDDIR)/integration_tests: $(INTEGRATION_OBJS)
-	$(CXX) $(LDFLAGS) -o $@ $^ $(TEST_LIBS) -lz
+	$(CXX) $(LDFLAGS) -o $@ $^ -lssl -lcrypto $(TEST_LIBS) -lz
 
 $(BUILDDIR)/test_upstream: $(BUILDDIR)/t/lib/test_upstream.o
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LIBS)

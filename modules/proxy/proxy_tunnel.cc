@@ -4,7 +4,8 @@
 // from one side pauses while the other side has not taken what was read,
 // and the tunnel closes both sides when either closes or after
 // proxy_read_timeout without traffic. Over an https upstream, the upstream
-// side reads and writes through its TLS session.
+// side reads and writes through its TLS session; a TLS client connection's
+// side through the client's session, taken over with the descriptor.
 #include <unistd.h>
 
 #include <cerrno>
@@ -78,7 +79,7 @@ public:
     // Takes the client connection; false if the core could not hand it over.
     bool start(Request& r, std::string_view to_client, size_t buffer_size) {
         std::string leftover;
-        client_fd_ = r.take_over_connection(leftover);
+        client_fd_ = r.take_over_connection(leftover, client_side_.ssl);
         if (client_fd_ < 0) return false;
         client_side_.fd = client_fd_;
         to_client_.init(buffer_size, to_client);
@@ -100,6 +101,11 @@ public:
             event_del(&client_ev_);
             event_del(&upstream_ev_);
             event_del(&timer_);
+        }
+        if (client_side_.ssl) {
+            tls::shutdown(client_side_.ssl.get());
+            tls::clear_errors();
+            client_side_.ssl.reset();
         }
         if (client_fd_ >= 0) ::close(client_fd_);
         if (upstream_side_.ssl) {

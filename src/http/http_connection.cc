@@ -41,6 +41,17 @@ struct HttpConnection::AddressCache {
     char local_text[INET6_ADDRSTRLEN] = {0};
 };
 
+namespace {
+int connection_ex_index() {
+    static int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+    return index;
+}
+}  // namespace
+
+HttpConnection* connection_of(const SSL* ssl) {
+    return static_cast<HttpConnection*>(SSL_get_ex_data(ssl, connection_ex_index()));
+}
+
 void accept_http_connection(Worker& w, Listening& l, int fd, const sockaddr_storage& peer, socklen_t len) {
     auto* c = new HttpConnection(w, l, fd, peer, len);
     c->start();
@@ -64,6 +75,7 @@ HttpConnection::~HttpConnection() {
     release_buffer();
     release_body_buffer();
     release_chunked();
+    ssl_.reset();
     if (fd_ >= 0) ::close(fd_);
 }
 
@@ -140,9 +152,112 @@ void HttpConnection::start() {
     worker_.register_connection(this);
     int one = 1;
     setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    SSL_CTX* ssl_ctx = static_cast<AddressServers*>(listening_.data)->ssl_ctx;
+    if (ssl_ctx && !start_tls(ssl_ctx)) return close();
     event_add(&read_ev_, nullptr);
     reading_ = true;
     arm_timer(*default_srv_->client_header_timeout_ms);
+}
+
+// ---- TLS ----
+
+bool HttpConnection::start_tls(SSL_CTX* ctx) {
+    ssl_.reset(SSL_new(ctx));
+    if (!ssl_ || SSL_set_fd(ssl_.get(), fd_) != 1 ||
+        SSL_set_ex_data(ssl_.get(), connection_ex_index(), this) != 1) {
+        SLUICE_LOG(LogLevel::Alert, "*%llu SSL_new() failed (%s), client: %s", static_cast<unsigned long long>(number_),
+                   tls::drain_errors().c_str(), std::string(peer_text()).c_str());
+        ssl_.reset();
+        return false;
+    }
+    SSL_set_accept_state(ssl_.get());
+    tls::set_io_modes(ssl_.get());
+    state_ = State::Handshake;
+    return true;
+}
+
+// While handshaking, the read event may have to wait for writability instead.
+void HttpConnection::watch_handshake(short what) {
+    bool writing = what == EV_WRITE;
+    if (writing == handshake_writing_) return;
+    handshake_writing_ = writing;
+    event_del(&read_ev_);
+    event_assign(&read_ev_, worker_.base(), fd_, short(what | EV_PERSIST), on_read, this);
+    event_add(&read_ev_, nullptr);
+}
+
+void HttpConnection::handshake() {
+    if (SSL_in_before(ssl_.get())) {
+        // The first byte of a TLS connection is a handshake record's type; an
+        // HTTP request is read as one and answered with 400 (nginx's 497).
+        char byte;
+        ssize_t n = ::recv(fd_, &byte, 1, MSG_PEEK);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+        if (n <= 0) return close();
+        if (byte != 0x16) {
+            ssl_.reset();
+            plain_on_tls_port_ = true;
+            state_ = State::ReadingHead;
+            return read_head();
+        }
+    }
+    switch (tls::handshake(ssl_.get())) {
+    case tls::IoStatus::Done:
+        watch_handshake(EV_READ);
+        state_ = State::ReadingHead;
+        arm_timer(*default_srv_->client_header_timeout_ms);
+        return read_head();  // the request may have come with the client's Finished
+    case tls::IoStatus::WantRead: return watch_handshake(EV_READ);
+    case tls::IoStatus::WantWrite: return watch_handshake(EV_WRITE);
+    default: {
+        long verify = SSL_get_verify_result(ssl_.get());
+        std::string why = tls::drain_errors();
+        if (why.empty()) why = errno ? strerror(errno) : "peer closed connection in SSL handshake";
+        SLUICE_LOG(LogLevel::Info, "*%llu SSL_do_handshake() failed (%s%s%s) while SSL handshaking, client: %s",
+                   static_cast<unsigned long long>(number_), why.c_str(), verify != X509_V_OK ? ": " : "",
+                   verify != X509_V_OK ? X509_verify_cert_error_string(verify) : "", std::string(peer_text()).c_str());
+        SSL_set_quiet_shutdown(ssl_.get(), 1);
+        return close();
+    }
+    }
+}
+
+// A fatal TLS error: the session can send nothing more (not even close_notify).
+void HttpConnection::tls_failed(const char* what) {
+    std::string why = tls::drain_errors();
+    SLUICE_LOG(LogLevel::Info, "*%llu %s failed (%s), client: %s", static_cast<unsigned long long>(number_), what,
+               why.empty() ? (errno ? strerror(errno) : "connection broken") : why.c_str(),
+               std::string(peer_text()).c_str());
+    SSL_set_quiet_shutdown(ssl_.get(), 1);
+}
+
+ssize_t HttpConnection::tls_recv(char* buf, size_t len, bool peek) {
+    tls::IoResult r = peek ? tls::peek(ssl_.get(), buf, len) : tls::read(ssl_.get(), buf, len);
+    switch (r.status) {
+    case tls::IoStatus::Done: return ssize_t(r.bytes);
+    case tls::IoStatus::Eof: return 0;
+    case tls::IoStatus::WantRead:
+    case tls::IoStatus::WantWrite: errno = EAGAIN; return -1;
+    case tls::IoStatus::Error: break;
+    }
+    tls_failed(peek ? "SSL_peek()" : "SSL_read()");
+    errno = ECONNRESET;
+    return -1;
+}
+
+ssize_t HttpConnection::tls_send(const iovec* iov, int cnt) {
+    tls::IoResult r = tls::writev(ssl_.get(), iov, cnt);
+    if (r.bytes > 0) return ssize_t(r.bytes);  // the next call meets the block again
+    switch (r.status) {
+    case tls::IoStatus::Done: return 0;
+    case tls::IoStatus::WantRead:
+    case tls::IoStatus::WantWrite: errno = EAGAIN; return -1;
+    case tls::IoStatus::Eof:
+    case tls::IoStatus::Error: break;
+    }
+    tls_failed("SSL_write()");
+    errno = EPIPE;
+    return -1;
 }
 
 // ---- timers and events ----
@@ -179,6 +294,12 @@ void HttpConnection::want_write(bool on) {
 void HttpConnection::on_timer(TimerNode& node) {
     auto& c = static_cast<HttpConnection&>(node);
     switch (c.state_) {
+    case State::Handshake:
+        SLUICE_LOG(LogLevel::Info, "*%llu client timed out (110: Connection timed out) while SSL handshaking, client: %s",
+                   static_cast<unsigned long long>(c.number_), std::string(c.peer_text()).c_str());
+        SSL_set_quiet_shutdown(c.ssl_.get(), 1);
+        c.close();
+        return;
     case State::ReadingHead:
         if (c.end_ > c.start_) {
             SLUICE_LOG(LogLevel::Info, "*%llu client timed out (110: Connection timed out) while reading client request headers, client: %s",
@@ -208,13 +329,14 @@ void HttpConnection::on_timer(TimerNode& node) {
 void HttpConnection::on_read(evutil_socket_t, short, void* arg) {
     auto& c = *static_cast<HttpConnection*>(arg);
     switch (c.state_) {
+    case State::Handshake: c.handshake(); break;
     case State::ReadingHead:
     case State::Idle: c.read_head(); break;
     case State::DiscardingBody: c.discard_body(); break;
     case State::Lingering: {
         char tmp[4096];
         ssize_t n;
-        while ((n = ::read(c.fd_, tmp, sizeof tmp)) > 0) {}
+        while ((n = c.recv_bytes(tmp, sizeof tmp)) > 0) {}
         if (n == 0 || (errno != EAGAIN && errno != EINTR)) c.close();
         break;
     }
@@ -313,7 +435,7 @@ bool HttpConnection::fill_buffer(bool& eof) {
     eof = false;
     acquire_buffer();
     if (!ensure_room()) return true;
-    ssize_t n = ::read(fd_, buf_ + end_, buf_size_ - end_);
+    ssize_t n = recv_bytes(buf_ + end_, buf_size_ - end_);
     if (n > 0) {
         end_ += size_t(n);
         return true;
@@ -329,24 +451,29 @@ bool HttpConnection::fill_buffer(bool& eof) {
 }
 
 void HttpConnection::read_head() {
-    bool eof;
-    if (!fill_buffer(eof)) return close();
-    if (eof) {
-        if (end_ > start_)
-            SLUICE_LOG(LogLevel::Info, "*%llu client prematurely closed connection while reading client request headers, client: %s",
-                       static_cast<unsigned long long>(number_), std::string(peer_text()).c_str());
-        return close();
+    // TLS: what was decrypted beyond the buffer's room stays in the SSL
+    // object, and the socket will not signal it again: read until it is taken.
+    for (int round = 0; round < 64; ++round) {
+        bool eof;
+        if (!fill_buffer(eof)) return close();
+        if (eof) {
+            if (end_ > start_)
+                SLUICE_LOG(LogLevel::Info, "*%llu client prematurely closed connection while reading client request headers, client: %s",
+                           static_cast<unsigned long long>(number_), std::string(peer_text()).c_str());
+            return close();
+        }
+        if (end_ == start_) {
+            // Spurious readiness: an idle connection keeps no buffer.
+            if (!request_) release_buffer();
+            return;
+        }
+        if (state_ == State::Idle) {
+            state_ = State::ReadingHead;
+            arm_timer(*default_srv_->client_header_timeout_ms);
+        }
+        try_parse();
+        if (state_ != State::ReadingHead || !tls_has_pending()) return;
     }
-    if (end_ == start_) {
-        // Spurious readiness: an idle connection keeps no buffer.
-        if (!request_) release_buffer();
-        return;
-    }
-    if (state_ == State::Idle) {
-        state_ = State::ReadingHead;
-        arm_timer(*default_srv_->client_header_timeout_ms);
-    }
-    try_parse();
 }
 
 void HttpConnection::try_parse() {
@@ -371,6 +498,11 @@ void HttpConnection::try_parse() {
 }
 
 void HttpConnection::begin_request(size_t head_length) {
+    if (plain_on_tls_port_) {
+        SLUICE_LOG(LogLevel::Info, "*%llu client sent plain HTTP request to HTTPS port while reading client request headers, client: %s",
+                   static_cast<unsigned long long>(number_), std::string(peer_text()).c_str());
+        return reject(497, "plain HTTP request to HTTPS port");
+    }
     ++requests_;
     state_ = State::Processing;
     cancel_timer();
@@ -471,6 +603,8 @@ void HttpConnection::continue_after_request() {
         reading_ = true;
     }
     arm_timer(keepalive_ms_);
+    // A pipelined request the TLS layer already took from the socket.
+    if (tls_has_pending()) read_head();
 }
 
 bool HttpConnection::consume_body(const char*& p, size_t& n) {
@@ -523,6 +657,7 @@ void HttpConnection::discard_body() {
 void HttpConnection::start_lingering_close() {
     // Half-close so the client reads the response before any reset caused
     // by the bytes it is still sending. The response is fully written by now.
+    if (ssl_) tls::shutdown(ssl_.get());
     ::shutdown(fd_, SHUT_WR);
     state_ = State::Lingering;
     if (!reading_) {
@@ -534,6 +669,9 @@ void HttpConnection::start_lingering_close() {
 
 void HttpConnection::close() {
     if (state_ == State::Closed) return;
+    // close_notify, when the session got that far and nothing failed (best
+    // effort: a socket that cannot take it now is not waited for).
+    if (ssl_ && state_ != State::Handshake && state_ != State::Lingering) tls::shutdown(ssl_.get());
     state_ = State::Closed;
     event_del(&read_ev_);
     if (slot_ && slot_->write_assigned) event_del(&slot_->write_ev);
@@ -544,8 +682,10 @@ void HttpConnection::close() {
     post_request_done();  // deleted from the loop, never under a handler
 }
 
-int HttpConnection::detach(std::string& leftover) {
+int HttpConnection::detach(std::string& leftover, tls::SslPtr& ssl) {
     if (state_ == State::Closed) return -1;
+    if (ssl_) SSL_set_ex_data(ssl_.get(), connection_ex_index(), nullptr);
+    ssl = std::move(ssl_);
     if (buf_) leftover.append(buf_ + start_, end_ - start_);
     if (pipelined_) leftover.append(*pipelined_);
     start_ = end_;
@@ -657,7 +797,7 @@ void HttpConnection::pump_body() {
             if (!body_buf_) body_buf_ = static_cast<char*>(BlockPools::current().get(kBodyBufSize));
             size_t want = kBodyBufSize;
             if (!body_chunked_) want = size_t(std::min<uint64_t>(body_left_, kBodyBufSize));
-            ssize_t got = ::read(fd_, body_buf_, want);
+            ssize_t got = recv_bytes(body_buf_, want);
             if (got < 0 && (errno == EAGAIN || errno == EINTR)) {
                 if (!reading_) {
                     event_add(&read_ev_, nullptr);
@@ -724,7 +864,9 @@ void HttpConnection::watch_client_close() {
 // its next request.
 void HttpConnection::check_client_closed() {
     char byte;
-    ssize_t n = ::recv(fd_, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    // TLS: the peek goes through the session, so a close_notify reads as
+    // the close it is and a pipelined request's records as data.
+    ssize_t n = ssl_ ? tls_recv(&byte, 1, true) : ::recv(fd_, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     // Either way reads stop: the next request waits in the socket (and
     // level-triggered readiness would spin), or there is nothing more.
@@ -745,7 +887,7 @@ void HttpConnection::on_shutdown() {
     if (state_ == State::Idle || (state_ == State::ReadingHead && end_ == start_)) {
         // A request may already be in the socket: serve it rather than reset it.
         char byte;
-        if (::recv(fd_, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) return;
+        if (tls_has_pending() || ::recv(fd_, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) return;
         close();
     }
 }
@@ -762,7 +904,8 @@ void HttpConnection::queue(std::string_view data) {
 
 void HttpConnection::queue_file(int fd, off_t pos, off_t size, bool use_sendfile) {
     if (size <= 0) return;
-    slot_->out.push_back({nullptr, size_t(size), fd, pos, !use_sendfile});
+    // No sendfile through TLS: the file is read and written through the session.
+    slot_->out.push_back({nullptr, size_t(size), fd, pos, !use_sendfile || ssl_ != nullptr});
     pending_bytes_ += size_t(size);
 }
 
@@ -782,7 +925,7 @@ bool HttpConnection::flush() {
             size_t cnt = 0;
             for (size_t i = out_head_; i < out_.size() && cnt < kMaxIov && out_[i].file_fd < 0; ++i)
                 iov[cnt++] = {const_cast<char*>(out_[i].data), out_[i].len};
-            n = ::writev(fd_, iov, int(cnt));
+            n = send_iov(iov, int(cnt));
         }
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR) {
@@ -832,7 +975,8 @@ ssize_t HttpConnection::write_file_item(OutItem& item) {
         errno = got == 0 ? EIO : errno;  // the file shrank under us
         return -1;
     }
-    return ::write(fd_, chunk, size_t(got));
+    iovec iov{chunk, size_t(got)};
+    return send_iov(&iov, 1);
 }
 
 void HttpConnection::set_nodelay(bool on) {

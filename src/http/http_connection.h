@@ -7,12 +7,14 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <memory>
 #include <memory_resource>
 #include <optional>
 
 #include "event/timer_queue.h"
+#include "event/tls.h"
 #include "event/worker.h"
 #include "http/http_chunked.h"
 #include "http/http_core.h"
@@ -21,6 +23,11 @@
 namespace sluice::http {
 
 void accept_http_connection(Worker&, Listening&, int fd, const sockaddr_storage& peer, socklen_t peer_len);
+
+class HttpConnection;
+// The connection an SSL* of a client connection belongs to (SSL ex_data), for
+// the TLS module's callbacks (SNI, session cache); null once taken over.
+HttpConnection* connection_of(const SSL* ssl);
 
 // A client's address in the room of an IPv6 one rather than
 // sockaddr_storage's 128 bytes (every open connection holds one): a unix
@@ -60,9 +67,10 @@ public:
     void post_request_done();
     // Closes the connection (the object is freed from the loop).
     void close();
-    // Request::take_over_connection: gives up the descriptor and the bytes
-    // read past the request, then closes without closing the descriptor.
-    int detach(std::string& leftover);
+    // Request::take_over_connection: gives up the descriptor, the TLS state
+    // (when the connection is TLS) and the bytes read past the request, then
+    // closes without closing the descriptor.
+    int detach(std::string& leftover, tls::SslPtr& ssl);
 
     // The request body (see BodyReader).
     void start_body(BodyReader* reader);
@@ -83,8 +91,16 @@ public:
     uint16_t local_port();
     Listening& listening() const { return listening_; }
 
+    // The TLS state of a connection to a `listen ... ssl` address; null for
+    // plain connections.
+    SSL* ssl() const { return ssl_.get(); }
+    // The server requests fall back to when the Host names none: the
+    // address's default server, or the one the TLS client named (SNI).
+    CoreSrvConf* default_server() const { return default_srv_; }
+    void set_default_server(CoreSrvConf* s) { default_srv_ = s; }
+
 private:
-    enum class State : uint8_t { ReadingHead, Processing, DiscardingBody, Idle, Lingering, Closed };
+    enum class State : uint8_t { Handshake, ReadingHead, Processing, DiscardingBody, Idle, Lingering, Closed };
 
     static void on_read(evutil_socket_t, short, void* arg);
     static void on_write(evutil_socket_t, short, void* arg);
@@ -92,6 +108,18 @@ private:
     static void on_posted(evutil_socket_t, short, void* arg);
 
     void read_head();
+    // Socket I/O through the TLS layer when the connection has one; the
+    // plain path is the system call itself. Results and errno as read(2),
+    // writev(2), recv(MSG_PEEK) report them.
+    ssize_t recv_bytes(char* buf, size_t len) { return ssl_ ? tls_recv(buf, len, false) : ::read(fd_, buf, len); }
+    ssize_t send_iov(const iovec* iov, int cnt) { return ssl_ ? tls_send(iov, cnt) : ::writev(fd_, iov, cnt); }
+    ssize_t tls_recv(char* buf, size_t len, bool peek);
+    ssize_t tls_send(const iovec* iov, int cnt);
+    void tls_failed(const char* what);
+    bool start_tls(SSL_CTX* ctx);
+    void handshake();
+    void watch_handshake(short what);
+    bool tls_has_pending() const { return ssl_ && SSL_has_pending(ssl_.get()); }
     bool fill_buffer(bool& eof);
     bool ensure_room();
     void try_parse();
@@ -127,6 +155,7 @@ private:
     Listening& listening_;
     int fd_;
     ClientAddress peer_;
+    tls::SslPtr ssl_;
     // The local address and the addresses as text, out of line: made when
     // first asked for ($server_addr, $remote_addr, a log line), then kept.
     struct AddressCache;
@@ -143,6 +172,8 @@ private:
     bool body_chunked_ = false;
     bool body_paused_ = false;
     bool nodelay_ = true;
+    bool handshake_writing_ = false;   // the handshake waits for the socket to take its bytes
+    bool plain_on_tls_port_ = false;   // a plain HTTP request came to a TLS address: 497
     uint32_t keepalive_ms_ = 75000;  // keepalive_timeout of the last request's location
 
     event read_ev_;

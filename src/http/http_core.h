@@ -2,6 +2,7 @@
 // runtime tables built from them (server lookup by address and name, the
 // location tree, the flattened phase handlers).
 #pragma once
+#include <openssl/types.h>
 #include <sys/socket.h>
 
 #include <cstdint>
@@ -128,6 +129,13 @@ struct AddressServers {
     std::vector<std::pair<const Regex*, CoreSrvConf*>> regexes;
     bool default_server_explicit = false;
     std::vector<CoreSrvConf*> servers;  // in order
+    // `listen ... ssl` on any of its listens makes the address TLS (nginx).
+    // The TLS module sets ssl_ctx (the default server's context) and reports
+    // a server without certificates at ssl_file:ssl_line.
+    bool ssl = false;
+    std::string ssl_file;
+    int ssl_line = 0;
+    SSL_CTX* ssl_ctx = nullptr;  // owned by the TLS module's configuration
 };
 
 // One `listen` directive, kept until the http{} block is done and addresses are grouped.
@@ -135,7 +143,7 @@ struct ListenSpec {
     sockaddr_storage addr{};
     socklen_t len = 0;
     std::string text;
-    bool default_server = false, reuseport = false, deferred = false, bind = false;
+    bool default_server = false, reuseport = false, deferred = false, bind = false, ssl = false;
     int backlog = 511, rcvbuf = -1, sndbuf = -1;
     int ipv6only = -1;
     std::string file;
@@ -158,8 +166,10 @@ struct CoreMainConf : ModuleConf {
 // The http main configuration of the running cycle (null without http{}).
 CoreMainConf* http_main_conf(const Cycle&);
 
-// Chooses the server for a Host (lowercase, without port, may be empty).
-CoreSrvConf* find_server(const AddressServers&, std::string_view host, Request* r);
+// Chooses the server for a Host (lowercase, without port, may be empty); one
+// that names none gets `fallback` (the server TLS SNI chose), else the
+// address's default server.
+CoreSrvConf* find_server(const AddressServers&, std::string_view host, Request* r, CoreSrvConf* fallback = nullptr);
 
 // Selects the location for `path`; sets regex captures on the request.
 LocationConf* find_location(const LocationConf& server_root, std::string_view path, Request* r);

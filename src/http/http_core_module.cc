@@ -82,6 +82,9 @@ bool set_http_block(ConfContext& cx, void*) {
             if (ok) ok = merge_locations(cx, root);
         }
     }
+    // The tables first: postconfiguration hooks may need the addresses
+    // (the TLS module gives each `listen ... ssl` address its context).
+    if (ok) ok = build_server_tables(cx, mc);
     if (ok) ok = run_postconfiguration(cx, mc);
     if (ok) {
         std::string name, file;
@@ -89,7 +92,6 @@ bool set_http_block(ConfContext& cx, void*) {
         if (mc.variables.undefined(name, file, line))
             ok = cx.error_in(file, line, "unknown \"%s\" variable", name.c_str());
     }
-    if (ok) ok = build_server_tables(cx, mc);
     cx.http = saved;
     return ok;
 }
@@ -317,7 +319,8 @@ bool parse_listen_option(ConfContext& cx, std::string_view opt, ListenSpec& lo) 
     else if (opt.substr(0, 7) == "sndbuf=") return number_after("sndbuf", lo.sndbuf);
     else if (opt == "ipv6only=on") lo.ipv6only = 1;
     else if (opt == "ipv6only=off") lo.ipv6only = 0;
-    else if (opt == "ssl" || opt == "http2" || opt == "quic" || opt == "proxy_protocol")
+    else if (opt == "ssl") lo.ssl = true;
+    else if (opt == "http2" || opt == "quic" || opt == "proxy_protocol")
         return cx.error("the \"%.*s\" parameter of \"listen\" is not supported yet", int(opt.size()), opt.data());
     else return cx.error("invalid parameter \"%.*s\"", int(opt.size()), opt.data());
     return true;
@@ -418,6 +421,11 @@ bool build_server_tables(ConfContext& cx, CoreMainConf& mc) {
             l.rcvbuf = lo.rcvbuf;
             l.sndbuf = lo.sndbuf;
             if (lo.ipv6only != -1) l.ipv6only = lo.ipv6only == 1;
+        }
+        if (lo.ssl && !as.ssl) {
+            as.ssl = true;
+            as.ssl_file = lo.file;
+            as.ssl_line = lo.line;
         }
         if (!as.default_server) as.default_server = s;
         if (std::find(as.servers.begin(), as.servers.end(), s) == as.servers.end()) {

@@ -140,7 +140,7 @@ const Def kDefs[] = {
     {"request", get_request_line, 0},
     {"server_protocol", [](Request& r, V& o, uintptr_t) { return ok(o, r.http10() ? "HTTP/1.0" : "HTTP/1.1"); }, 0},
     {"scheme", [](Request& r, V& o, uintptr_t) { return ok(o, r.scheme()); }, 0},
-    {"https", [](Request&, V& o, uintptr_t) { return ok(o, ""); }, 0},
+    {"https", [](Request& r, V& o, uintptr_t) { return ok(o, r.connection().ssl() ? "on" : ""); }, 0},
     {"host", get_host, 0},
     {"remote_addr", [](Request& r, V& o, uintptr_t) { return ok(o, r.remote_addr()); }, 0},
     {"binary_remote_addr", [](Request& r, V& o, uintptr_t) { return ok(o, r.binary_remote_addr()); }, 0},

@@ -66,7 +66,7 @@ LocationConf* find_named_location(const CoreSrvConf& s, std::string_view name) {
     return nullptr;
 }
 
-CoreSrvConf* find_server(const AddressServers& as, std::string_view host, Request* r) {
+CoreSrvConf* find_server(const AddressServers& as, std::string_view host, Request* r, CoreSrvConf* fallback) {
     if (as.servers.size() == 1 && as.regexes.empty()) return as.default_server;
     if (!host.empty()) {
         auto it = as.exact.find(host);
@@ -81,7 +81,7 @@ CoreSrvConf* find_server(const AddressServers& as, std::string_view host, Reques
         auto it = as.exact.find("");
         if (it != as.exact.end()) return it->second;
     }
-    return as.default_server;
+    return fallback ? fallback : as.default_server;
 }
 
 }  // namespace sluice::http

@@ -213,7 +213,25 @@ std::string_view default_page(Request& r, int status) {
 // tracks (a head it could not parse, a body it refused or could not read).
 bool closes_connection(int status) {
     return status == 400 || status == 408 || status == 413 || status == 414 || status == 431 || status == 501 ||
-           status == 505 || status == 417;
+           status == 505 || status == 417 || (status >= 495 && status <= 497);
+}
+
+// nginx's own codes for TLS client errors, which error_page can catch: the
+// client gets a 400 whose page says which.
+std::string_view tls_error_detail(int status) {
+    switch (status) {
+    case 495: return "The SSL certificate error";
+    case 496: return "No required SSL certificate was sent";
+    case 497: return "The plain HTTP request was sent to HTTPS port";
+    default: return {};
+    }
+}
+
+std::string_view tls_error_page(Request& r, std::string_view detail) {
+    std::string page = "<html>\r\n<head><title>400 " + std::string(detail) +
+                       "</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<center>" +
+                       std::string(detail) + "</center>\r\n<hr><center>sluice</center>\r\n</body>\r\n</html>\r\n";
+    return r.copy(page);
 }
 
 bool has_body(Request& r, int status) {
@@ -253,7 +271,8 @@ private:
 std::string_view absolute_location(Request& r, std::string_view loc) {
     if (loc.empty() || loc[0] != '/' || !*r.core_conf().absolute_redirect) return loc;
     std::pmr::string s(r.arena());
-    s.append("http://");
+    bool https = r.connection().ssl() != nullptr;
+    s.append(https ? "https://" : "http://");
     std::string_view host = r.host();
     if (host.empty()) {
         const auto& names = r.server().server_names;
@@ -261,7 +280,7 @@ std::string_view absolute_location(Request& r, std::string_view loc) {
     }
     s.append(host);
     uint16_t port = r.server_port();
-    if (*r.core_conf().port_in_redirect && port != 80) {
+    if (*r.core_conf().port_in_redirect && port != (https ? 443 : 80)) {
         s.push_back(':');
         s.append(std::to_string(port));
     }
@@ -429,14 +448,16 @@ void Request::send_response(int status, std::string_view content_type, std::stri
     send_body(chain);
 }
 
-int Request::take_over_connection(std::string& leftover) {
+std::string_view Request::scheme() const { return conn_.ssl() ? "https" : "http"; }
+
+int Request::take_over_connection(std::string& leftover, tls::SslPtr& ssl) {
     if (finalized_ || header_sent_ || conn_.pending() > 0) return -1;
     // Nothing more goes through HTTP: the log phase sees a sent response.
     header_sent_ = true;
     body_done_ = true;
     finalized_ = true;
     keep_alive_ = false;
-    return conn_.detach(leftover);
+    return conn_.detach(leftover, ssl);
 }
 
 // ---- error pages and redirects ----
@@ -485,6 +506,10 @@ void Request::send_special_response(int status) {
     out_.last_modified = -1;
     out_.etag = {};
     if (closes_connection(status)) keep_alive_ = false;
+    if (std::string_view detail = tls_error_detail(status); !detail.empty()) {
+        send_response(400, "text/html", tls_error_page(*this, detail));
+        return;
+    }
     if (status == 204 || status == 304) {
         send_response(status, {}, {});
         return;
@@ -625,7 +650,7 @@ std::string_view normalize_host(Request& r, std::string_view host) {
 void Request::prepare(AddressServers& servers) {
     start_msec_ = current_msec();
     keep_alive_ = head_.keep_alive;
-    server_ = servers.default_server;
+    server_ = conn_.default_server();
     main_ = http_main_conf(conn_.worker().cycle());
     loc_ = server_->root_location;
     size_t nvars = main_->variables.count();
@@ -640,7 +665,7 @@ bool RequestEngine::setup(Request& r) {
     HttpConnection& c = r.connection();
     r.prepare(*static_cast<AddressServers*>(c.listening().data));
     r.host_ = normalize_host(r, r.head_.host);
-    r.server_ = find_server(*static_cast<AddressServers*>(c.listening().data), r.host_, &r);
+    r.server_ = find_server(*static_cast<AddressServers*>(c.listening().data), r.host_, &r, c.default_server());
     r.loc_ = r.server_->root_location;
     if (!*r.server_->underscores_in_headers) drop_underscore_headers(r.head_);
     if (r.method() == Method::Connect) {

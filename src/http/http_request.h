@@ -12,6 +12,7 @@
 #include "core/arena.h"
 #include "core/module.h"
 #include "event/loop_clock.h"
+#include "event/tls.h"
 #include "http/http_core.h"
 #include "http/http_parse.h"
 
@@ -184,11 +185,13 @@ public:
     // ---- protocol upgrades ----
     // After a 101 (the proxy's WebSocket tunnel): hands the client
     // connection to the caller and ends HTTP processing on it. Returns the
-    // descriptor, owned by the caller from now on, and appends to `leftover`
-    // the bytes already read past this request (they belong to the new
-    // protocol). The request is logged with its status and freed from the
-    // loop. -1 when a response was already started or the connection failed.
-    int take_over_connection(std::string& leftover);
+    // descriptor, owned by the caller from now on, the TLS session in `ssl`
+    // when the connection has one (every byte then goes through it), and
+    // appends to `leftover` the bytes already read past this request (they
+    // belong to the new protocol). The request is logged with its status and
+    // freed from the loop. -1 when a response was already started or the
+    // connection failed.
+    int take_over_connection(std::string& leftover, tls::SslPtr& ssl);
 
     // ---- regex captures ----
     struct Captures {
@@ -206,7 +209,7 @@ public:
     std::string_view binary_remote_addr() const;
     std::string_view server_addr() const;
     uint16_t server_port() const;
-    std::string_view scheme() const { return "http"; }
+    std::string_view scheme() const;  // "https" on a TLS connection
     uint64_t connection_number() const;
     uint64_t connection_requests() const;
     int64_t start_msec() const { return start_msec_; }

@@ -22,7 +22,7 @@ std::string ca_config(const std::string& dir) {
            "default_crl_days = 30\n"
            "unique_subject = no\n"
            "policy = policy_any\n"
-           "[policy_any]\ncommonName = supplied\n"
+           "[policy_any]\norganizationName = optional\ncommonName = supplied\n"
            "[req]\ndistinguished_name = req_dn\nprompt = no\n[req_dn]\nCN = unused\n";
 }
 
