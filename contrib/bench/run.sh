@@ -14,6 +14,7 @@
 #   S5  cache-hit  response cache, every measured request is a hit
 #   S6  all        S2 + S4 + S5
 #   S7  tls        TLS termination (keep-alive) in front of S1
+#   S7h tls-hs     S7's configuration, a new connection (TLS handshake) per request
 #
 # Per scenario and system: functional checks (a fast wrong answer never counts),
 # wrk load (req/s, p50, p99, on-CPU us/request, worker RSS), then user-space
@@ -41,7 +42,7 @@ else CACHE_ROOT="${CACHE_ROOT:-$WORK/cache}"; fi
 
 QUICK=0
 SYSTEMS="${SYSTEMS:-sluice nginx haproxy}"
-SCENARIOS="${SCENARIOS:-S0 S1 S2 S3 S3f S4 S5 S6 S7}"
+SCENARIOS="${SCENARIOS:-S0 S1 S2 S3 S3f S4 S5 S6 S7 S7h}"
 BACKEND_PORT_SET=${BACKEND_PORT:+1}; GW_PORT_SET=${GW_PORT:+1}
 BACKEND_PORT="${BACKEND_PORT:-19080}"
 GW_PORT="${GW_PORT:-19081}"
@@ -74,9 +75,11 @@ die() { log "FATAL: $*"; exit 1; }
 
 # ---------------------------------------------------------------- scenarios
 # Which template a scenario uses (S3f is S3's configuration under a different load).
-scen_conf() { case $1 in S3f) echo S3 ;; *) echo "$1" ;; esac; }
+scen_conf() { case $1 in S3f) echo S3 ;; S7h) echo S7 ;; *) echo "$1" ;; esac; }
 scen_path() { case $1 in S5|S6) echo /cached ;; *) echo /api ;; esac; }
-scen_scheme() { case $1 in S7) echo https ;; *) echo http ;; esac; }
+scen_scheme() { case $1 in S7|S7h) echo https ;; *) echo http ;; esac; }
+# S7h: every request on a new connection, so each one costs a TLS handshake.
+scen_new_connections() { [[ $1 == S7h ]]; }
 scen_token() { case $1 in S2|S6) echo "$TOKEN_HS256" ;; S3) echo "$TOKEN_RS256" ;; esac; }
 scen_url() { echo "$(scen_scheme "$1")://127.0.0.1:$2$(scen_path "$1")"; }
 # callgrind request count: CALLGRIND_N for S1, the figure optimized against; fewer
@@ -85,7 +88,7 @@ scen_url() { echo "$(scen_scheme "$1")://127.0.0.1:$2$(scen_path "$1")"; }
 # instructions, RS256 0.4-2M): this keeps the run bounded.
 scen_callgrind_n() {
     local n=$CALLGRIND_N
-    case $1 in S1) ;; S2|S6) n=$((n / 20)) ;; S3|S3f) n=$((n / 200)) ;; *) n=$((n / 4)) ;; esac
+    case $1 in S1) ;; S2|S6) n=$((n / 20)) ;; S3|S3f|S7h) n=$((n / 200)) ;; *) n=$((n / 4)) ;; esac
     ((n < 20)) && n=20
     echo "$n"
 }
@@ -357,7 +360,7 @@ check_scenario() { # scenario port
     [[ $s == S3f ]] && tok=$(head -1 "$TOKEN_POOL")
     expect() { c=$(code "$url" "${2:-}"); [[ $c == "$1" ]] || bad+=("$3:$c!=$1"); }
     case $s in
-        S0|S1|S4|S5|S7) expect 200 "" plain ;;
+        S0|S1|S4|S5|S7|S7h) expect 200 "" plain ;;
         S2|S6) expect 401 "" none; expect 401 "$TOKEN_HS256_BADSIG" badsig
                expect 401 "$TOKEN_HS256_WRONGKEY" wrongkey; expect 401 "$TOKEN_HS256_EXPIRED" expired
                expect 401 "$TOKEN_RS256" rs256-token; expect 200 "$TOKEN_HS256" valid ;;
@@ -405,6 +408,7 @@ wrk_cmd() { # scenario url duration [first pool token]
     c=(timeout $(( ${d%s} + 30 )) taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"$d" --latency)
     [[ -n $tok ]] && c+=(-H "Authorization: Bearer $tok")
     [[ $s == S3f ]] && c+=(-s "$BENCH_DIR/token_pool.lua")
+    scen_new_connections "$s" && c+=(-H "Connection: close")
     BENCH_TOKENS="$TOKEN_POOL" BENCH_TOKEN_START="${4:-0}" "${c[@]}" "$url"
 }
 record() { # sys scen "rps p50 p99 req non2xx err" gwcpu% us/req backend/req rss_kb check other% steal%
@@ -493,6 +497,7 @@ fixed_requests() { # scenario url n [first pool token] -> "status N: count" line
         {
             echo silent; echo insecure; echo 'write-out = "%{http_code} %{num_connects}\n"'
             [[ -n $tok ]] && echo "header = \"Authorization: Bearer $tok\""
+            scen_new_connections "$s" && echo 'header = "Connection: close"'
             for ((i = 0; i < n; i++)); do echo "url = \"$url\""; echo 'output = "/dev/null"'; done
         } > "$cfg"
     fi

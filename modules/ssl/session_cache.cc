@@ -63,7 +63,7 @@ struct SessionCache::Header {
     }
 };
 
-size_t SessionCache::min_zone_size() { return sizeof(Header) + 8 * (sizeof(Slot) + sizeof(uint32_t)); }
+size_t SessionCache::min_zone_size() { return sizeof(Header) + alignof(Slot) + 8 * (sizeof(Slot) + sizeof(uint32_t)); }
 
 SessionCache::Header* SessionCache::header() const {
     return zone_ && zone_->addr ? static_cast<Header*>(zone_->addr) : nullptr;
