@@ -2,7 +2,8 @@
 // each tick the worker tries to hold the upstream's prober lease (in the
 // shared zone), and only the holder probes. A probe is a non-blocking
 // connect, one `GET uri` with `Connection: close`, and a bounded read of the
-// reply, all on the worker's loop. Results go to the peers' shared slots, so
+// reply, all on the worker's loop; over TLS (after a handshake) when a
+// location proxies to the upstream with https://. Results go to the peers' shared slots, so
 // every worker's balancer sees them at once.
 #include <netinet/in.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include "event/worker.h"
 #include "health_check.h"
 #include "http/http_chunked.h"
+#include "http/http_upstream_tls.h"
 
 namespace sluice::http::health_check {
 
@@ -97,7 +99,9 @@ struct ProbeTarget {
 
 class Probe {
 public:
-    Probe(Prober& prober, ProbeTarget target) : prober_(prober), target_(std::move(target)) {}
+    Probe(Prober& prober, ProbeTarget target, const Upstream& u)
+        : prober_(prober), target_(std::move(target)), upstream_(u) {}
+    ~Probe() { upstream_tls_close(tls_); }  // before fd_ closes
     Probe(const Probe&) = delete;
     Probe& operator=(const Probe&) = delete;
 
@@ -106,6 +110,8 @@ public:
     void start(event_base* base, std::string request, uint64_t timeout_ms, const Match* match);
     const ProbeTarget& target() const { return target_; }
     bool done() const { return done_; }
+    // OpenSSL's reason when the probe failed in TLS, else "".
+    const std::string& tls_error() const { return tls_error_; }
 
 private:
     static void on_writable(evutil_socket_t, short, void* self);
@@ -113,6 +119,9 @@ private:
     static void on_timeout(evutil_socket_t, short, void* self);
     bool open_socket(event_base* base);
     void connected();
+    void start_tls();
+    void handshake_step();
+    ssize_t receive(char* buf, size_t len);
     void send_some();
     void read_some();
     void read_into_head();
@@ -124,6 +133,10 @@ private:
 
     Prober& prober_;
     ProbeTarget target_;
+    const Upstream& upstream_;
+    UpstreamConnection tls_;   // only its TLS fields: the probe's own events drive it
+    bool handshaking_ = false;
+    std::string tls_error_;
     const Match* match_ = nullptr;
     Fd fd_;
     EventPtr write_ev_, read_ev_, timer_;
@@ -166,8 +179,8 @@ private:
     bool in_flight(size_t slot) const;
     void start_probe(const Peer& peer);
     std::string request_for(const Peer& peer) const;
-    void log_failure(const ProbeTarget& t, CheckStage stage, int err) const;
-    void log_change(const ProbeTarget& t, int change, CheckStage stage, int err) const;
+    void log_failure(const ProbeTarget& t, CheckStage stage, const std::string& detail) const;
+    void log_change(const ProbeTarget& t, int change, CheckStage stage, const std::string& detail) const;
 
     HealthCheck& hc_;
     Upstream& u_;
@@ -207,10 +220,15 @@ void Probe::start(event_base* base, std::string request, uint64_t timeout_ms, co
 void Probe::on_writable(evutil_socket_t, short, void* self) {
     auto& p = *static_cast<Probe*>(self);
     if (!p.connected_) return p.connected();
+    if (p.handshaking_) return p.handshake_step();
     p.send_some();
 }
 
-void Probe::on_readable(evutil_socket_t, short, void* self) { static_cast<Probe*>(self)->read_some(); }
+void Probe::on_readable(evutil_socket_t, short, void* self) {
+    auto& p = *static_cast<Probe*>(self);
+    if (p.handshaking_) return p.handshake_step();
+    p.read_some();
+}
 
 void Probe::on_timeout(evutil_socket_t, short, void* self) {
     auto& p = *static_cast<Probe*>(self);
@@ -223,11 +241,44 @@ void Probe::connected() {
     if (getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
     if (err != 0) return finish(CheckStage::Connect, err);
     connected_ = true;
+    if (upstream_.probe_tls) return start_tls();
     send_some();
 }
 
+void Probe::start_tls() {
+    tls_.fd = fd_.get();
+    if (!upstream_tls_start(tls_, *upstream_.probe_tls, upstream_.probe_tls_name, upstream_.probe_tls_sni,
+                            target_.addr_text, tls_error_))
+        return finish(CheckStage::Connect, EPROTO);
+    handshaking_ = true;
+    handshake_step();
+}
+
+void Probe::handshake_step() {
+    switch (upstream_tls_handshake(tls_, tls_error_)) {
+    case tls::IoStatus::Done:
+        handshaking_ = false;
+        tls_error_.clear();
+        event_del(read_ev_.get());  // added again once the request is out
+        return send_some();
+    case tls::IoStatus::WantRead: event_add(read_ev_.get(), nullptr); return;
+    case tls::IoStatus::WantWrite: event_add(write_ev_.get(), nullptr); return;
+    default: return finish(CheckStage::Connect, EPROTO);
+    }
+}
+
+// read(2), or through TLS (EPROTO with the reason in tls_error_).
+ssize_t Probe::receive(char* buf, size_t len) {
+    if (!tls_.ssl) return read(fd_.get(), buf, len);
+    ssize_t n = upstream_tls_read(tls_, buf, len);
+    if (n < 0 && errno == EPROTO) tls_error_ = upstream_tls_last_error();
+    return n;
+}
+
 void Probe::send_some() {
-    ssize_t n = send(fd_.get(), request_.data() + sent_, request_.size() - sent_, MSG_NOSIGNAL);
+    iovec iov{request_.data() + sent_, request_.size() - sent_};
+    ssize_t n = tls_.ssl ? upstream_tls_writev(tls_, &iov, 1) : send(fd_.get(), iov.iov_base, iov.iov_len, MSG_NOSIGNAL);
+    if (n < 0 && errno == EPROTO && tls_.ssl) tls_error_ = upstream_tls_last_error();
     if (n < 0 && errno != EAGAIN && errno != EINTR) return finish(CheckStage::Send, errno);
     if (n > 0) sent_ += size_t(n);
     if (sent_ < request_.size()) {
@@ -245,7 +296,7 @@ void Probe::read_some() {
 
 void Probe::read_into_head() {
     size_t room = limits_.max_head - head_len_;
-    ssize_t n = read(fd_.get(), head_buf_.get() + head_len_, room);
+    ssize_t n = receive(head_buf_.get() + head_len_, room);
     if (n < 0) {
         if (errno != EAGAIN && errno != EINTR) finish(CheckStage::ReadHead, errno);
         return;
@@ -279,7 +330,7 @@ void Probe::parse_head() {
 
 void Probe::read_into_body() {
     char buf[kReadChunk];
-    ssize_t n = read(fd_.get(), buf, sizeof buf);
+    ssize_t n = receive(buf, sizeof buf);
     if (n < 0) {
         if (errno != EAGAIN && errno != EINTR) finish(CheckStage::ReadBody, errno);
         return;
@@ -332,6 +383,7 @@ void Probe::finish(CheckStage stage, int err) {
     if (timer_) event_del(timer_.get());
     if (write_ev_) event_del(write_ev_.get());
     if (read_ev_) event_del(read_ev_.get());
+    upstream_tls_close(tls_);
     fd_.reset();
     head_buf_.reset();
     std::string().swap(body_);
@@ -430,7 +482,7 @@ void Prober::start_probe(const Peer& peer) {
         reinterpret_cast<sockaddr_in&>(t.addr).sin_port = htons(hc_.port);
     else if (hc_.port && t.addr.ss_family == AF_INET6)
         reinterpret_cast<sockaddr_in6&>(t.addr).sin6_port = htons(hc_.port);
-    probes_.push_back(std::make_unique<Probe>(*this, std::move(t)));
+    probes_.push_back(std::make_unique<Probe>(*this, std::move(t), u_));
     probes_.back()->start(base_, request_for(peer), hc_.timeout_ms(), hc_.match);
 }
 
@@ -443,24 +495,25 @@ void Prober::probe_finished(const Probe& probe, CheckStage stage, int err) {
     PeerShared& s = slot_at(*u_.shared, t.slot);
     // Resolve gave the slot to another address meanwhile.
     if (s.addr_key.load(std::memory_order_acquire) != t.addr_key) return;
-    if (stage != CheckStage::Passed) log_failure(t, stage, err);
+    std::string detail = probe.tls_error().empty() ? error_detail(err) : " (SSL: " + probe.tls_error() + ")";
+    if (stage != CheckStage::Passed) log_failure(t, stage, detail);
     int change = record_check(hc_, s, stage == CheckStage::Passed);
-    if (change != 0) log_change(t, change, stage, err);
+    if (change != 0) log_change(t, change, stage, detail);
 }
 
-void Prober::log_failure(const ProbeTarget& t, CheckStage stage, int err) const {
+void Prober::log_failure(const ProbeTarget& t, CheckStage stage, const std::string& detail) const {
     SLUICE_LOG(LogLevel::Info, "health check \"%s\" of peer %s in upstream \"%s\" failed while %s%s",
-               hc_.uri.c_str(), t.addr_text.c_str(), u_.name.c_str(), stage_text(stage), error_detail(err).c_str());
+               hc_.uri.c_str(), t.addr_text.c_str(), u_.name.c_str(), stage_text(stage), detail.c_str());
 }
 
-void Prober::log_change(const ProbeTarget& t, int change, CheckStage stage, int err) const {
+void Prober::log_change(const ProbeTarget& t, int change, CheckStage stage, const std::string& detail) const {
     if (change > 0) {
         SLUICE_LOG(LogLevel::Notice, "peer is healthy while checking response, health check \"%s\" of peer %s "
                    "in upstream \"%s\"", hc_.uri.c_str(), t.addr_text.c_str(), u_.name.c_str());
         return;
     }
     SLUICE_LOG(LogLevel::Warn, "peer is unhealthy while %s%s, health check \"%s\" of peer %s in upstream \"%s\"",
-               stage_text(stage), error_detail(err).c_str(), hc_.uri.c_str(), t.addr_text.c_str(),
+               stage_text(stage), detail.c_str(), hc_.uri.c_str(), t.addr_text.c_str(),
                u_.name.c_str());
 }
 

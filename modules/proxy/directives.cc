@@ -268,6 +268,21 @@ bool resolve_target(ConfContext& cx, ProxyTarget& t) {
     return true;
 }
 
+// Health checks of an upstream that a location reaches with https:// speak
+// TLS with that location's settings (the first such location's): the
+// health_check module sees only the upstream.
+void lend_tls_to_health_checks(const ProxyTarget& t, const ProxySslConf& ssl) {
+    if (!t.https || !t.upstream || !ssl.tls || t.upstream->probe_tls) return;
+    Upstream& u = *t.upstream;
+    u.probe_tls = ssl.tls;
+    u.probe_tls_sni = *ssl.server_name;
+    std::string_view name = ssl.name_value && ssl.name_value->is_constant() ? ssl.name_value->constant()
+                                                                           : std::string_view(t.proxy_host);
+    size_t colon = name.rfind(':');
+    if (colon != std::string_view::npos && name.find(':') == colon) name = name.substr(0, colon);
+    u.probe_tls_name = name;
+}
+
 bool merge_loc(ConfContext& cx, const ModuleConf& parent, ModuleConf& child) {
     auto& p = static_cast<const ProxyLocConf&>(parent);
     auto& c = static_cast<ProxyLocConf&>(child);
@@ -318,6 +333,7 @@ bool merge_loc(ConfContext& cx, const ModuleConf& parent, ModuleConf& child) {
     if (!proxy_cache_merge(cx, p.cache, c.cache)) return false;
     if (!proxy_ssl_merge(cx, p.ssl, c.ssl, c.target)) return false;
     if (c.target && !resolve_target(cx, *c.target)) return false;
+    if (c.target) lend_tls_to_health_checks(*c.target, c.ssl);
     if (c.target && std::find(mc.temp_paths.begin(), mc.temp_paths.end(), *c.client_body_temp_path) == mc.temp_paths.end())
         mc.temp_paths.push_back(*c.client_body_temp_path);
     return true;

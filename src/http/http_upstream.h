@@ -156,6 +156,11 @@ struct Upstream {
     std::vector<std::unique_ptr<RetiredPeers>> retired_peers;
     std::unique_ptr<UpstreamResolveState> resolve_state;
     uint64_t random_state = 0;         // per worker, for `random`
+    // TLS of the health checks: the settings of the first location that
+    // proxies to this upstream with https:// (null: probes in clear text).
+    UpstreamTls* probe_tls = nullptr;
+    std::string probe_tls_name;        // that location's proxy_ssl_name when constant, else the upstream's name
+    bool probe_tls_sni = false;
 
     PeerShared& shared_state(const Peer& p) const { return shared->peers[p.shared_index]; }
     bool has_resolve() const;

@@ -656,5 +656,45 @@ TEST_F(ProxySslTest, ConfigErrorsNameTheFileAndLine) {
     EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
+// ---- health checks ---------------------------------------------------------------------
+
+// The upstream's health checks speak TLS with the settings of the location
+// that proxies to it with https://: the good server is probed over TLS and
+// stays up; the one whose certificate does not verify is marked unhealthy
+// with OpenSSL's reason, so requests never go there.
+TEST_F(ProxySslTest, HealthChecksOfAnHttpsUpstreamUseTls) {
+    TlsUpstream good("backend");
+    TlsUpstream bad("untrusted");
+    ASSERT_TRUE(good.start());
+    ASSERT_TRUE(bad.start());
+    Daemon gw(std::string(kMainConfig) +
+                  "worker_processes 1;\n"
+                  "events { worker_connections 256; }\n"
+                  "http {\n"
+                  "    upstream checked { zone checked 64k; server 127.0.0.1:{{GOOD}}; server 127.0.0.1:{{BAD}};\n"
+                  "                       health_check interval=100ms fails=1 passes=1 uri=/hc; }\n"
+                  "    server {\n"
+                  "        listen 127.0.0.1:{{PORT}};\n"
+                  "        location / { proxy_pass https://checked; " +
+                  std::string(kVerify) +
+                  "}\n"
+                  "    }\n"
+                  "}\n",
+              vars_with({{"GOOD", good.port()}, {"BAD", bad.port()}}));
+    ASSERT_TRUE(gw.start());
+    ASSERT_TRUE(good.wait_for(" REQ GET /hc ")) << good.log();
+    EXPECT_FALSE(good.handshakes().empty()) << good.log();
+    ASSERT_TRUE(gw.wait_for_log("peer is unhealthy while connecting to upstream (SSL: upstream SSL certificate "
+                                "verify error: (20:"))
+        << gw.error_log();
+    for (int i = 0; i < 4; ++i) {
+        auto r = http_get(gw.port(), "/x");
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->status, 200);
+        EXPECT_EQ(r->header("X-Upstream-Id"), std::to_string(good.port()));
+    }
+    EXPECT_TRUE(bad.requests().empty()) << bad.log();
+}
+
 }  // namespace
 }  // namespace sluice::test
