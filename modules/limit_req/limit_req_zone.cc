@@ -36,7 +36,14 @@ uint64_t ceil_div(u128 a, u128 b) {
 Decision decide_gcra(const LimitParams& p, uint64_t tat, uint64_t now) {
     const uint64_t t = p.interval_ns;
     Decision d;
-    uint64_t debt = tat > now ? tat - now : 0;
+    if (tat <= now) {
+        // Owes nothing (most requests): served at once, no division.
+        d.new_state = saturating_add(now, t);
+        d.remaining = p.idle_remaining;
+        d.reset_ns = t;
+        return d;
+    }
+    uint64_t debt = tat - now;
     const uint64_t burst_ns = p.burst_ns;
     // (a 128-bit division is a library call: most requests owe nothing)
     d.excess_milli = debt == 0 ? 0 : debt <= kMax / 1000 ? debt * 1000 / t : uint64_t(u128(debt) * 1000 / t);
@@ -192,6 +199,7 @@ LimitParams make_params(Algorithm a, uint64_t rate, uint64_t period_ns, uint64_t
     p.free_burst = free_burst;
     p.burst_ns = saturating_mul(burst, p.interval_ns);
     p.free_burst_ns = saturating_mul(free_burst, p.interval_ns);
+    p.idle_remaining = p.interval_ns <= p.burst_ns ? (p.burst_ns - p.interval_ns) / p.interval_ns + 1 : 0;
     return p;
 }
 

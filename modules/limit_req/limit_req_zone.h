@@ -40,6 +40,7 @@ struct LimitParams {
     // once here instead of with 128-bit products on every request.
     uint64_t burst_ns = 0;
     uint64_t free_burst_ns = 0;
+    uint64_t idle_remaining = 0;  // GCRA: what a request of a key that owes nothing leaves
 };
 
 // Builds the parameters of `rate` requests per `period_ns`.
