@@ -27,6 +27,19 @@
 namespace sluice::test {
 namespace {
 
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAddressSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kAddressSanitizer = true;
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+
+
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 
@@ -286,6 +299,13 @@ protected:
         if (HasFatalFailure()) return;
         const uint64_t after = status_kb(worker_, "RssAnon");
         ASSERT_GT(before, 0u);
+        if (kAddressSanitizer) {
+            // ASan holds freed memory in its quarantine, so RSS grows with
+            // no leak: the figure means nothing in that build, and the normal
+            // build's run of this test is the memory check.
+            expect_worker_serves();
+            return;
+        }
         EXPECT_LT(after, before + kMaxGrowthKb) << path << ": " << before << " kB -> " << after << " kB over "
                                                 << kMeasuredRequests << " requests";
         expect_worker_serves();
