@@ -357,8 +357,10 @@ private:
             if (mode_ == Mode::CloseOnSecondRequest && c.requests == 2) return false;
             static constexpr std::string_view kAnswer =
                 "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok";
-            if (::send(c.fd, kAnswer.data(), kAnswer.size(), MSG_NOSIGNAL) != ssize_t(kAnswer.size())) return false;
+            // Counted before the send: the client may read the answer (and the
+            // test read the counter) before this thread runs again.
             ++answered_;
+            if (::send(c.fd, kAnswer.data(), kAnswer.size(), MSG_NOSIGNAL) != ssize_t(kAnswer.size())) return false;
             if (mode_ == Mode::CloseWhenIdle) c.close_at = now + 50ms;
         }
         return true;
