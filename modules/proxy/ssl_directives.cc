@@ -67,16 +67,7 @@ bool set_proxy_ssl_verify_depth(ConfContext& cx, void* conf) {
 }
 
 bool set_proxy_ssl_protocols(ConfContext& cx, void* conf) {
-    ProxySslConf& c = ssl_conf(conf);
-    if (c.protocols) return cx.duplicate();
-    std::vector<std::string_view> names;
-    for (size_t i = 0; i < cx.arg_count(); ++i) names.push_back(cx.arg(i));
-    unsigned set = 0;
-    std::string error;
-    if (!tls::parse_protocols(names, set, error))
-        return cx.error("%s in \"proxy_ssl_protocols\" directive", error.c_str());
-    c.protocols = set;
-    return true;
+    return tls::set_protocols_directive(cx, ssl_conf(conf).protocols);
 }
 
 bool set_proxy_ssl_ciphers(ConfContext& cx, void* conf) {

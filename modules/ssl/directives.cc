@@ -42,16 +42,7 @@ bool set_file(ConfContext& cx, void* conf) {
 }
 
 bool set_protocols(ConfContext& cx, void* conf) {
-    auto& c = conf_of(conf);
-    if (c.protocols) return cx.duplicate();
-    std::vector<std::string_view> names;
-    for (size_t i = 0; i < cx.arg_count(); ++i) names.push_back(cx.arg(i));
-    unsigned set = 0;
-    std::string error;
-    if (!tls::parse_protocols(names, set, error))
-        return cx.error("%s in \"ssl_protocols\" directive", error.c_str());
-    c.protocols = set;
-    return true;
+    return tls::set_protocols_directive(cx, conf_of(conf).protocols);
 }
 
 bool declare_shared_cache(ConfContext& cx, SslSrvConf& c, std::string_view spec) {

@@ -1,11 +1,14 @@
 #include "event/tls.h"
 
+#include "core/conf.h"
+
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 namespace sluice::tls {
 
@@ -73,6 +76,18 @@ bool parse_protocols(std::span<const std::string_view> names, unsigned& set, std
         error = "no protocol given";
         return false;
     }
+    return true;
+}
+
+bool set_protocols_directive(ConfContext& cx, std::optional<unsigned>& field) {
+    if (field) return cx.duplicate();
+    std::vector<std::string_view> names;
+    for (size_t i = 0; i < cx.arg_count(); ++i) names.push_back(cx.arg(i));
+    unsigned set = 0;
+    std::string error;
+    if (!parse_protocols(names, set, error))
+        return cx.error("%s in \"%s\" directive", error.c_str(), cx.name().c_str());
+    field = set;
     return true;
 }
 

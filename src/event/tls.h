@@ -12,9 +12,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+
+namespace sluice {
+class ConfContext;
+}
 
 namespace sluice::tls {
 
@@ -47,6 +52,9 @@ inline constexpr unsigned kDefaultProtocols = kTls12 | kTls13;  // nginx 1.23.4+
 // "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"; anything else (SSLv2, SSLv3
 // included: no OpenSSL we link offers them) is an error naming it.
 bool parse_protocols(std::span<const std::string_view> names, unsigned& set, std::string& error);
+// The setter of `ssl_protocols` and `proxy_ssl_protocols`: every argument of
+// the directive, into `field` (a duplicate directive is an error).
+bool set_protocols_directive(ConfContext& cx, std::optional<unsigned>& field);
 // The lowest and highest version of the set become the context's limits; a
 // version left out between them is disabled with its SSL_OP_NO_ option.
 bool apply_protocols(SSL_CTX* ctx, unsigned set, std::string& error);
